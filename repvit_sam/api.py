@@ -1,0 +1,201 @@
+"""``RepViTSAM``: load once, then ``predict(image, points=..., boxes=...)``."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from segment_anything.modeling import Sam
+
+from .build import build_repvit_sam
+from .build import fuse as fuse_model
+from .checkpoint import CheckpointSource
+from .embedding import ImageEmbedding
+from .errors import InvalidInputError
+from .image_io import ImageSource, load_image
+from .modeling import DEFAULT_VARIANT
+from .predictor import Predictor
+from .weights import DEFAULT_WEIGHTS, download_weights, get_weights_spec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Masks for one call of ``RepViTSAM.predict``.
+
+    With one prompt (points, one box as 4 numbers, or both) the arrays are CxHxW, C and
+    Cx256x256; with boxes given as a Bx4 array each gains a leading B dimension.
+    C is 3 with ``multimask=True``, else 1.
+
+    Attributes:
+        masks: Boolean masks at the original image size.
+        scores: The decoder's predicted IoU of each mask.
+        low_res_logits: 256x256 logits, to pass back as ``mask_input`` for refinement.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    low_res_logits: np.ndarray
+
+    @property
+    def best(self) -> np.ndarray:
+        """Index of the highest-scoring mask (per prompt when batched)."""
+        return np.argmax(self.scores, axis=-1)
+
+    @property
+    def best_mask(self) -> np.ndarray:
+        """The highest-scoring mask: HxW, or BxHxW with several boxes."""
+        index = self.best
+        if self.masks.ndim == 3:
+            return self.masks[index]
+        return self.masks[np.arange(self.masks.shape[0]), index]
+
+
+def image_key(image: np.ndarray) -> str:
+    """A digest of an HxWx3 uint8 image's pixels: equal images share embeddings."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr(image.shape).encode())
+    digest.update(np.ascontiguousarray(image).data)
+    return digest.hexdigest()
+
+
+class RepViTSAM:
+    """RepViT-SAM with embeddings cached per image.
+
+    Example::
+
+        sam = RepViTSAM.from_pretrained()
+        result = sam.predict("dog.jpg", points=[[500, 375]], labels=[1])
+        mask = result.best_mask  # HxW bool
+
+    Args:
+        checkpoint: Path of the RepViT-SAM checkpoint (or a state dict). Use
+            ``RepViTSAM.from_pretrained()`` for the official weights.
+        variant: Encoder variant of the checkpoint.
+        device: "cpu", "cuda", ...
+        fuse: Re-parameterise the encoder (same outputs, faster).
+        cache_size: How many image embeddings to keep (least recently used are dropped).
+    """
+
+    def __init__(
+        self,
+        checkpoint: CheckpointSource | None = None,
+        *,
+        variant: str = DEFAULT_VARIANT,
+        device: str | torch.device = "cpu",
+        fuse: bool = True,
+        cache_size: int = 4,
+    ) -> None:
+        if checkpoint is None:
+            raise InvalidInputError(
+                "checkpoint is required: pass the path of repvit_sam.pt, use "
+                "RepViTSAM.from_pretrained() to download the official weights, or "
+                "RepViTSAM.from_model(model) for a model you built"
+            )
+        model = build_repvit_sam(checkpoint, variant=variant, fuse=fuse, device=device)
+        self._init(model, cache_size)
+
+    def _init(self, model: Sam, cache_size: int) -> None:
+        if cache_size < 0:
+            raise InvalidInputError(f"cache_size must be >= 0, got {cache_size}")
+        self.model = model
+        self.predictor = Predictor(model)
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, ImageEmbedding] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_model(cls, model: Sam, *, fuse: bool = False, cache_size: int = 4) -> RepViTSAM:
+        """Wraps a model built with ``build_repvit_sam`` (or any segment-anything ``Sam``)."""
+        self = cls.__new__(cls)
+        self._init(fuse_model(model) if fuse else model.eval(), cache_size)
+        return self
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name: str = DEFAULT_WEIGHTS,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        device: str | torch.device = "cpu",
+        fuse: bool = True,
+        cache_size: int = 4,
+        progress: bool = True,
+    ) -> RepViTSAM:
+        """Downloads (once, verified) and loads published weights, by default the official ones."""
+        spec = get_weights_spec(name)
+        path = download_weights(name, cache_dir, progress=progress)
+        return cls(path, variant=spec.variant, device=device, fuse=fuse, cache_size=cache_size)
+
+    @classmethod
+    def remote(cls, base_url: str, *, api_key: str | None = None, **client_options: Any):
+        """A client of a running ``repvit-sam serve`` with this class's ``predict``."""
+        from .client import RemoteRepViTSAM
+
+        return RemoteRepViTSAM(base_url, api_key=api_key, **client_options)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def embed(self, image: ImageSource | ImageEmbedding) -> ImageEmbedding:
+        """The image's embedding, computed once per distinct image and then reused."""
+        if isinstance(image, ImageEmbedding):
+            return image
+        pixels = load_image(image)
+        key = image_key(pixels)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        embedding = self.predictor.embed(pixels)
+        with self._lock:
+            if self.cache_size:
+                self._cache[key] = embedding
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return embedding
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def predict(
+        self,
+        image: ImageSource | ImageEmbedding,
+        points: Any = None,
+        labels: Any = None,
+        boxes: Any = None,
+        mask_input: Any = None,
+        multimask: bool = False,
+    ) -> Prediction:
+        """Segments the object the prompts point at.
+
+        Args:
+            image: A path, encoded bytes, PIL image, HxWx3 uint8 array (grayscale and RGBA are
+                converted), or an ``ImageEmbedding`` from ``embed``.
+            points: Nx2 (X, Y) pixels of the original image; with several boxes, points apply
+                to every box.
+            labels: N labels, 1 foreground / 0 background. Defaults to all 1 when omitted.
+            boxes: One XYXY box (4 numbers) or Bx4 boxes, in pixels.
+            mask_input: Low-res logits from a previous result (``low_res_logits[best]``).
+            multimask: Return 3 candidates per prompt instead of 1.
+        """
+        embedding = self.embed(image)
+        if points is not None and labels is None:
+            labels = np.ones(len(np.asarray(points, dtype=np.float64).reshape(-1, 2)), np.int64)
+        batched = boxes is not None and np.ndim(boxes) == 2
+        masks, scores, logits = self.predictor.predict(
+            points, labels, boxes, mask_input, multimask_output=multimask, embedding=embedding
+        )
+        if batched and masks.ndim == 3:
+            masks, scores, logits = masks[None], scores[None], logits[None]
+        return Prediction(masks=masks, scores=scores, low_res_logits=logits)

@@ -1,0 +1,173 @@
+"""The ``repvit-sam`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RepViTSAMError
+
+logger = logging.getLogger(__name__)
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable]:
+    def register(function: Callable[[argparse.Namespace], int]) -> Callable:
+        COMMANDS[name] = function
+        return function
+
+    return register
+
+
+def parse_point(text: str) -> tuple[float, float, int]:
+    """``X,Y`` or ``X,Y,LABEL`` (label 1 foreground, 0 background)."""
+    parts = text.split(",")
+    try:
+        if len(parts) == 2:
+            return float(parts[0]), float(parts[1]), 1
+        if len(parts) == 3 and parts[2].strip() in ("0", "1"):
+            return float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected X,Y or X,Y,LABEL (label 0 or 1), got {text!r}")
+
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    """``X0,Y0,X1,Y1`` in pixels."""
+    parts = text.split(",")
+    try:
+        if len(parts) == 4:
+            x0, y0, x1, y1 = (float(p) for p in parts)
+            return x0, y0, x1, y1
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected X0,Y0,X1,Y1, got {text!r}")
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="RepViT-SAM checkpoint (default: the official weights, downloaded once)",
+    )
+    parser.add_argument("--variant", default="m2_3", help="encoder variant of the checkpoint")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--no-fuse", action="store_true", help="run the unfused encoder")
+
+
+def load_sam(args: argparse.Namespace):
+    from .api import RepViTSAM
+
+    if args.checkpoint is None:
+        return RepViTSAM.from_pretrained(device=args.device, fuse=not args.no_fuse)
+    return RepViTSAM(
+        args.checkpoint, variant=args.variant, device=args.device, fuse=not args.no_fuse
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="repvit-sam", description="RepViT-SAM: fast Segment Anything."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    download = sub.add_parser("download", help="download and verify published weights")
+    download.add_argument("--name", default="repvit_sam", help="weights name (default repvit_sam)")
+    download.add_argument("--dir", type=Path, help="folder (default: the cache folder)")
+    download.add_argument("--url", help="download from this mirror instead")
+    download.add_argument("--sha256", help="expected digest of the file")
+    download.add_argument("--force", action="store_true", help="download even if present")
+
+    segment = sub.add_parser("segment", help="segment an image from point and box prompts")
+    segment.add_argument("image", type=Path, help="input image")
+    segment.add_argument(
+        "--point",
+        action="append",
+        type=parse_point,
+        default=[],
+        metavar="X,Y[,LABEL]",
+        help="point prompt in pixels; label 1 (default) foreground, 0 background; repeatable",
+    )
+    segment.add_argument(
+        "--box",
+        action="append",
+        type=parse_box,
+        default=[],
+        metavar="X0,Y0,X1,Y1",
+        help="box prompt in pixels; repeat for several objects (one mask file each)",
+    )
+    segment.add_argument("-o", "--output", type=Path, required=True, help="mask PNG to write")
+    segment.add_argument("--overlay", type=Path, help="also write the image with the mask drawn")
+    segment.add_argument("--multimask", action="store_true", help="pick the best of 3 candidates")
+    _add_model_options(segment)
+    return parser
+
+
+@command("download")
+def run_download(args: argparse.Namespace) -> int:
+    from .weights import download_weights
+
+    path = download_weights(args.name, args.dir, url=args.url, sha256=args.sha256, force=args.force)
+    print(path)
+    return 0
+
+
+@command("segment")
+def run_segment(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from .image_io import load_image
+    from .visualize import overlay_masks
+
+    if not args.point and not args.box:
+        raise SystemExit("segment: give at least one --point or --box")
+    image = load_image(args.image)
+    sam = load_sam(args)
+    points = [(x, y) for x, y, _ in args.point] or None
+    labels = [label for _, _, label in args.point] or None
+    boxes = args.box[0] if len(args.box) == 1 else (args.box or None)
+    result = sam.predict(image, points, labels, boxes, multimask=args.multimask)
+    best = result.best_mask
+    masks = best[None] if best.ndim == 2 else best
+    scores = np.atleast_1d(result.scores.max(axis=-1))
+    outputs = _mask_paths(args.output, len(masks))
+    records = []
+    for path, mask, score in zip(outputs, masks, scores, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(path)
+        records.append({"mask": str(path), "score": float(score), "area": int(mask.sum())})
+    if args.overlay is not None:
+        Image.fromarray(overlay_masks(image, masks)).save(args.overlay)
+    print(json.dumps(records if len(records) > 1 else records[0]))
+    return 0
+
+
+def _mask_paths(output: Path, count: int) -> list[Path]:
+    if count == 1:
+        return [output]
+    return [output.with_name(f"{output.stem}_{i}{output.suffix}") for i in range(count)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except (RepViTSAMError, FileNotFoundError) as err:
+        print(f"repvit-sam {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The exceptions raised by repvit_sam.
+
+Every error the library raises on purpose derives from ``RepViTSAMError``::
+
+    RepViTSAMError
+    ├── CheckpointError            a checkpoint file cannot be read or does not fit the model
+    ├── WeightsDownloadError       fetching or verifying registered weights failed
+    ├── InvalidInputError          (also a ValueError) bad image, prompt or argument
+    │   └── InvalidImageError      an image that cannot be decoded or has an unusable shape/dtype
+    ├── ImageNotSetError           (also a RuntimeError) predicting before ``set_image``
+    └── RemoteError                the HTTP service answered with an error (repvit_sam.client)
+
+Errors of the inputs also derive from ``ValueError`` (or ``TypeError`` for wrong types), so
+code written against segment-anything's exceptions keeps working.
+"""
+
+from __future__ import annotations
+
+
+class RepViTSAMError(Exception):
+    """Base class of every error raised on purpose by repvit_sam."""
+
+
+class CheckpointError(RepViTSAMError):
+    """A checkpoint is unreadable, of another model, or does not match the requested variant."""
+
+
+class WeightsDownloadError(RepViTSAMError):
+    """Registered weights could not be downloaded or failed verification."""
+
+
+class InvalidInputError(RepViTSAMError, ValueError):
+    """An argument has the wrong shape, range or value; the message names the argument."""
+
+
+class InvalidImageError(InvalidInputError):
+    """An image cannot be decoded, or is not an HxWx3 uint8 RGB image where one is required."""
+
+
+class ImageNotSetError(RepViTSAMError, RuntimeError):
+    """Prediction was requested before an image (or an embedding) was given."""
+
+
+class RemoteError(RepViTSAMError):
+    """The service answered with an error status.
+
+    Attributes:
+        status_code: The HTTP status.
+        detail: The ``detail`` field of the JSON error body (or the raw text).
+    """
+
+    def __init__(self, status_code: int, detail: object) -> None:
+        super().__init__(f"HTTP {status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail

@@ -1,0 +1,76 @@
+"""Convolution followed by BatchNorm, the re-parameterisable unit of RepViT."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def fold_batch_norm(
+    weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Folds an inference-mode BatchNorm into the convolution that precedes it.
+
+    Args:
+        weight: Convolution weight, OxIxKxK.
+        bias: Convolution bias, O, or None for a bias-free convolution.
+        bn: The BatchNorm applied to the convolution's output (running statistics are used).
+
+    Returns:
+        The weight (OxIxKxK) and bias (O) of a single convolution computing ``bn(conv(x))``.
+    """
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    fused_weight = weight * scale[:, None, None, None]
+    conv_bias = bias if bias is not None else torch.zeros_like(bn.running_mean)
+    fused_bias = bn.bias + (conv_bias - bn.running_mean) * scale
+    return fused_weight, fused_bias
+
+
+def conv_from_weights(template: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
+    """A biased ``nn.Conv2d`` with the geometry of ``template`` and the given parameters."""
+    conv = nn.Conv2d(
+        template.in_channels,
+        template.out_channels,
+        template.kernel_size,
+        stride=template.stride,
+        padding=template.padding,
+        dilation=template.dilation,
+        groups=template.groups,
+        bias=True,
+        device=weight.device,
+        dtype=weight.dtype,
+    )
+    conv.weight.copy_(weight)
+    conv.bias.copy_(bias)
+    return conv
+
+
+class Conv2dBN(nn.Sequential):
+    """A bias-free convolution ``c`` followed by BatchNorm ``bn`` (keys ``c.*``, ``bn.*``)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        padding: int = 0,
+        groups: int = 1,
+        bn_weight_init: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.add_module(
+            "c",
+            nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=False
+            ),
+        )
+        self.add_module("bn", nn.BatchNorm2d(out_channels))
+        nn.init.constant_(self.bn.weight, bn_weight_init)
+        nn.init.constant_(self.bn.bias, 0.0)
+
+    @torch.no_grad()
+    def fuse(self) -> nn.Conv2d:
+        """Returns one convolution computing this module in inference mode."""
+        weight, bias = fold_batch_norm(self.c.weight, None, self.bn)
+        return conv_from_weights(self.c, weight, bias)
