@@ -83,6 +83,7 @@ class RepViTSAM:
         device: "cpu", "cuda", ...
         fuse: Re-parameterise the encoder (same outputs, faster).
         cache_size: How many image embeddings to keep (least recently used are dropped).
+        image_size: Input side of a model trained at other than 1024 (see ``build_repvit_sam``).
     """
 
     def __init__(
@@ -93,6 +94,7 @@ class RepViTSAM:
         device: str | torch.device = "cpu",
         fuse: bool = True,
         cache_size: int = 4,
+        image_size: int | None = None,
     ) -> None:
         if checkpoint is None:
             raise InvalidInputError(
@@ -100,7 +102,9 @@ class RepViTSAM:
                 "RepViTSAM.from_pretrained() to download the official weights, or "
                 "RepViTSAM.from_model(model) for a model you built"
             )
-        model = build_repvit_sam(checkpoint, variant=variant, fuse=fuse, device=device)
+        model = build_repvit_sam(
+            checkpoint, variant=variant, fuse=fuse, device=device, image_size=image_size
+        )
         self._init(model, cache_size)
 
     def _init(self, model: Sam, cache_size: int) -> None:

@@ -45,12 +45,17 @@ def read_state_dict(source: CheckpointSource) -> StateDict:
         where = str(path)
         if not path.is_file():
             raise CheckpointError(f"checkpoint not found: {path}. {_GET_WEIGHTS_HINT}")
+        if not _looks_like_torch_file(path):
+            raise CheckpointError(
+                f"{path} is truncated or not a PyTorch checkpoint (neither a torch.save zip "
+                f"archive nor a legacy pickle). {_GET_WEIGHTS_HINT}"
+            )
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
             raise CheckpointError(
                 f"{path} is not a plain state dict: it pickles Python objects that a safe "
-                f"(weights_only) load refuses ({str(err).splitlines()[0]}). Save "
+                f"(weights_only) load refuses ({_pickle_reason(err)}). Save "
                 "`model.state_dict()` instead of the model."
             ) from err
         except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
@@ -60,6 +65,20 @@ def read_state_dict(source: CheckpointSource) -> StateDict:
             ) from err
     state_dict = _unnest(obj, where)
     return _strip_prefix(state_dict, "module.")
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive; before torch 1.6 it wrote a pickle (protocol >= 2)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with path.open("rb") as stream:
+        return stream.read(1) == b"\x80"
+
+
+def _pickle_reason(err: pickle.UnpicklingError) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    specific = [line for line in lines if "Unsupported global" in line or "GLOBAL" in line]
+    return (specific or lines or ["no detail"])[0]
 
 
 def _unnest(obj: object, where: str) -> StateDict:

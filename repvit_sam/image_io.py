@@ -63,6 +63,8 @@ def _decode(stream: io.BufferedIOBase, where: str, max_pixels: int | None) -> np
                 _check_pixels(image, max_pixels)
                 image.load()
                 return _from_pil(image, max_pixels)
+    except InvalidImageError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageTooLargeError(f"{where} is too large to decode safely: {err}") from err
     except UnidentifiedImageError as err:

@@ -72,7 +72,7 @@ class RepViTImageEncoder(nn.Module):
         self.config = config
         self.img_size = config.img_size
         specs = block_specs(config)
-        rates = torch.linspace(0, drop_path_rate, len(specs)).tolist()
+        rates = [drop_path_rate * i / max(len(specs) - 1, 1) for i in range(len(specs))]
         layers: list[nn.Module] = [_stem(config.embed_dims[0])]
         for spec, rate in zip(specs, rates, strict=True):
             if spec.stride is None:

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from repvit_sam.cli import main
+
+
+@pytest.fixture
+def image_path(tmp_path, rgb_image):
+    path = tmp_path / "in.png"
+    Image.fromarray(rgb_image).save(path)
+    return path
+
+
+def _model_args(checkpoint):
+    return ["--checkpoint", str(checkpoint), "--variant", "m0_9"]
+
+
+def test_segment_writes_mask_and_overlay(tmp_path, image_path, small_checkpoint, capsys):
+    out, overlay = tmp_path / "mask.png", tmp_path / "overlay.png"
+    code = main(
+        [
+            "segment",
+            str(image_path),
+            "--point",
+            "80,50",
+            "--point",
+            "10,10,0",
+            "-o",
+            str(out),
+            "--overlay",
+            str(overlay),
+            *_model_args(small_checkpoint),
+        ]
+    )
+    assert code == 0
+    mask = np.asarray(Image.open(out))
+    assert mask.shape == (120, 160) and set(np.unique(mask)) <= {0, 255}
+    assert np.asarray(Image.open(overlay)).shape == (120, 160, 3)
+    record = json.loads(capsys.readouterr().out)
+    assert record["area"] == int((mask > 0).sum()) and 0 <= record["score"] <= 2
+
+
+def test_segment_several_boxes(tmp_path, image_path, small_checkpoint, capsys):
+    out = tmp_path / "m.png"
+    code = main(
+        [
+            "segment",
+            str(image_path),
+            "--box",
+            "10,10,100,100",
+            "--box",
+            "50,30,150,110",
+            "-o",
+            str(out),
+            *_model_args(small_checkpoint),
+        ]
+    )
+    assert code == 0
+    assert (tmp_path / "m_0.png").is_file() and (tmp_path / "m_1.png").is_file()
+    assert len(json.loads(capsys.readouterr().out)) == 2
+
+
+@pytest.mark.parametrize("bad", ["80", "80,x", "1,2,5"])
+def test_bad_point_syntax(image_path, tmp_path, bad):
+    with pytest.raises(SystemExit) as info:
+        main(["segment", str(image_path), "--point", bad, "-o", str(tmp_path / "o.png")])
+    assert info.value.code == 2
+
+
+def test_prompt_outside_the_image_is_a_clear_error(image_path, tmp_path, small_checkpoint, capsys):
+    code = main(
+        [
+            "segment",
+            str(image_path),
+            "--point",
+            "999,5",
+            "-o",
+            str(tmp_path / "o.png"),
+            *_model_args(small_checkpoint),
+        ]
+    )
+    assert code == 2
+    assert "outside the 160x120 image" in capsys.readouterr().err
+
+
+def test_wrong_checkpoint_is_a_clear_error(image_path, tmp_path, small_checkpoint, capsys):
+    code = main(
+        [
+            "segment",
+            str(image_path),
+            "--point",
+            "5,5",
+            "-o",
+            str(tmp_path / "o.png"),
+            "--checkpoint",
+            str(small_checkpoint),
+        ]
+    )
+    assert code == 2
+    assert "pass variant='m0_9'" in capsys.readouterr().err
+
+
+def test_missing_image(tmp_path, small_checkpoint, capsys):
+    code = main(
+        [
+            "segment",
+            str(tmp_path / "none.png"),
+            "--point",
+            "1,1",
+            "-o",
+            "o.png",
+            *_model_args(small_checkpoint),
+        ]
+    )
+    assert code == 2 and "not found" in capsys.readouterr().err
