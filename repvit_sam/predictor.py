@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from .embedding import ImageEmbedding
 from .errors import ImageNotSetError, InvalidImageError, InvalidInputError
+from .modeling.batched_decoder import BatchedMaskDecoder, ImageContext
 from .prompts import validate_boxes, validate_mask_input, validate_points
 
 
@@ -40,12 +42,33 @@ class Predictor:
     ``predict``/``predict_torch`` take ``embedding=`` so one predictor serves many images (the
     stateful ``set_image`` path still works); ``predict`` takes several boxes (Bx4) at once,
     with points applying to every box. Inputs are validated with errors naming the argument.
+
+    Args:
+        sam_model: A ``segment_anything.modeling.Sam`` (e.g. from ``build_repvit_sam``).
+        encoder: Runs the image encoder on a preprocessed Bx3xSxS batch (an inference backend,
+            see ``repvit_sam.backends``); the model's own encoder by default.
+        batched_decoder: Decode with ``BatchedMaskDecoder``, which shares prompt-independent
+            work across prompts (same outputs up to float rounding); False runs
+            segment-anything's ``MaskDecoder`` as is.
     """
 
-    def __init__(self, sam_model: Sam) -> None:
+    def __init__(
+        self,
+        sam_model: Sam,
+        *,
+        encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        batched_decoder: bool = True,
+    ) -> None:
         self.model = sam_model
         self.transform = ResizeLongestSide(sam_model.image_encoder.img_size)
+        self.encoder = encoder if encoder is not None else sam_model.image_encoder
+        self.decoder = (
+            BatchedMaskDecoder(sam_model.prompt_encoder, sam_model.mask_decoder)
+            if batched_decoder
+            else None
+        )
         self._embedding: ImageEmbedding | None = None
+        self._context: tuple[torch.Tensor, ImageContext] | None = None
 
     # Embedding -------------------------------------------------------------------------------
 
@@ -86,7 +109,7 @@ class Predictor:
                 f"{self.model.image_encoder.img_size}, got {tuple(transformed_image.shape)}"
             )
         input_size = tuple(transformed_image.shape[-2:])
-        features = self.model.image_encoder(self.model.preprocess(transformed_image))
+        features = self.encoder(self.model.preprocess(transformed_image))
         return ImageEmbedding(features, tuple(original_image_size[:2]), input_size)
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
@@ -241,19 +264,39 @@ class Predictor:
             raise InvalidInputError("point_coords must be supplied with point_labels")
         points = (point_coords, point_labels) if point_coords is not None else None
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        low_res_masks, iou_predictions = self.model.mask_decoder(
-            image_embeddings=embedding.features,
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
-        )
+        if self.decoder is not None:
+            low_res_masks, iou_predictions = self.decoder(
+                self.image_context(embedding),
+                sparse,
+                dense if mask_input is not None else None,
+                multimask_output,
+            )
+        else:
+            low_res_masks, iou_predictions = self.model.mask_decoder(
+                image_embeddings=embedding.features,
+                image_pe=self.model.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask_output,
+            )
         masks = self.model.postprocess_masks(
             low_res_masks, embedding.input_size, embedding.original_size
         )
         if not return_logits:
             masks = masks > self.model.mask_threshold
         return masks, iou_predictions, low_res_masks
+
+    @torch.inference_mode()
+    def image_context(self, embedding: ImageEmbedding) -> ImageContext:
+        """The decoder's prompt-independent tensors for ``embedding``, kept for the last image."""
+        if self.decoder is None:
+            raise RuntimeError("image_context needs batched_decoder=True")
+        cached = self._context
+        if cached is not None and cached[0] is embedding.features:
+            return cached[1]
+        context = self.decoder.image_context(embedding.features)
+        self._context = (embedding.features, context)
+        return context
 
     def _resolve(self, embedding: ImageEmbedding | None) -> ImageEmbedding:
         if embedding is None:

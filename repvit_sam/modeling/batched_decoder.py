@@ -1,0 +1,299 @@
+"""SAM's mask decoder, reorganised so that many prompts share the work that does not depend on them.
+
+segment-anything's ``MaskDecoder`` copies the 256x64x64 image embedding and its positional
+encoding once per prompt and recomputes the first layer's key/value/query projections of the
+image for every prompt. Here they are computed once per image (``ImageContext``) and broadcast;
+only work that truly depends on the prompt runs per prompt, in chunks that bound memory. The
+weights are segment-anything's own modules, so this computes the same function (up to float
+summation order).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling import MaskDecoder, PromptEncoder
+from segment_anything.modeling.transformer import Attention
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class ImageContext:
+    """Prompt-independent decoder inputs for one image (no mask prompt).
+
+    Attributes:
+        keys: 1xNxC image tokens plus the no-mask dense embedding (N = h*w, C = 256).
+        key_pe: NxC dense positional encoding.
+        size: (h, w) of the embedding grid.
+        k0, v0: HxNxD keys and values of the first token-to-image attention (H heads).
+        q0: HxNxD queries of the first image-to-token attention.
+    """
+
+    keys: Tensor
+    key_pe: Tensor
+    size: tuple[int, int]
+    k0: Tensor
+    v0: Tensor
+    q0: Tensor
+
+
+def _heads(x: Tensor, num_heads: int) -> Tensor:
+    """BxNx(H*D) -> BxHxNxD."""
+    b, n, c = x.shape
+    return x.reshape(b, n, num_heads, c // num_heads).transpose(1, 2)
+
+
+def _per_head(weight: Tensor, num_heads: int) -> Tensor:
+    """A projection weight (H*D)xC -> HxDxC."""
+    return weight.reshape(num_heads, -1, weight.shape[-1])
+
+
+def _tokens_to_image(attn: Attention, q: Tensor, keys: Tensor, key_pe: Tensor) -> Tensor:
+    """``attn(q=q, k=keys + key_pe, v=keys)`` for BxTxC tokens and BxNxC image tokens.
+
+    Instead of projecting the N image tokens to keys and values, each head's query is mapped back
+    into the C-dim input space (``q W_k``) and the attention-weighted image tokens are projected
+    afterwards (``(P keys) W_v``): the same function, with work in T rather than N. The key bias
+    adds a per-query constant to the scores, which softmax ignores.
+    """
+    b, t, _ = q.shape
+    h, c = attn.num_heads, keys.shape[-1]
+    d = attn.internal_dim // h
+    queries = _heads(attn.q_proj(q), h)  # B x H x T x D
+    mapped = (queries @ _per_head(attn.k_proj.weight, h)).reshape(b, h * t, c)
+    scores = mapped @ keys.transpose(1, 2) + (mapped.reshape(-1, c) @ key_pe.T).reshape(
+        b, h * t, -1
+    )
+    weights = torch.softmax(scores / math.sqrt(d), dim=-1)  # B x HT x N
+    pooled = (weights @ keys).reshape(b, h, t, c)
+    values = pooled @ _per_head(attn.v_proj.weight, h).transpose(1, 2)  # B x H x T x D
+    out = values.transpose(1, 2).reshape(b, t, h * d) + attn.v_proj.bias
+    return attn.out_proj(out)
+
+
+def _image_scores_to_tokens(attn: Attention, scores: Tensor, values_in: Tensor) -> Tensor:
+    """Softmax over each head's T tokens, then the weighted values already through ``out_proj``.
+
+    Args:
+        scores: BxNxHxT attention logits (scaled).
+        values_in: BxTxC inputs of the value projection.
+
+    Returns:
+        BxNxC, equal to ``out_proj(softmax(scores) @ v_proj(values_in))``.
+    """
+    b, n, h, t = scores.shape
+    weights = torch.softmax(scores, dim=-1).reshape(b, n, h * t)
+    values = _heads(attn.v_proj(values_in), h)  # B x H x T x D
+    out_weight = attn.out_proj.weight  # C x (H*D)
+    projected = values @ out_weight.reshape(out_weight.shape[0], h, -1).permute(1, 2, 0)
+    return torch.baddbmm(attn.out_proj.bias, weights, projected.reshape(b, h * t, -1))
+
+
+def _image_to_tokens(attn: Attention, keys: Tensor, key_pe: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """``attn(q=keys + key_pe, k=k, v=v)`` for BxNxC image tokens and BxTxC tokens.
+
+    Each head's T keys are mapped into the C-dim input space (``K W_q``), so the N image tokens
+    are never projected; the query bias contributes a per-key term that is kept.
+    """
+    b, t, _ = k.shape
+    h = attn.num_heads
+    d = attn.internal_dim // h
+    token_keys = _heads(attn.k_proj(k), h)  # B x H x T x D
+    mapped = token_keys @ _per_head(attn.q_proj.weight, h)  # B x H x T x C
+    bias = token_keys @ attn.q_proj.bias.reshape(h, d, 1)  # B x H x T x 1
+    mapped = mapped.reshape(b, h * t, -1)
+    scores = torch.baddbmm(bias.reshape(b, 1, h * t), keys, mapped.transpose(1, 2))
+    scores = scores + (key_pe @ mapped.reshape(b * h * t, -1).T).reshape(-1, b, h * t).transpose(
+        0, 1
+    )
+    return _image_scores_to_tokens(attn, (scores / math.sqrt(d)).reshape(b, -1, h, t), v)
+
+
+def _shared_image_to_tokens(attn: Attention, queries: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """One image's projected queries (HxNxD) attending to each prompt's tokens (BxTxC)."""
+    b, t, _ = k.shape
+    h, n, d = queries.shape
+    token_keys = attn.k_proj(k).reshape(b, t, h, d).permute(2, 3, 0, 1).reshape(h, d, b * t)
+    scores = (queries @ token_keys / math.sqrt(d)).reshape(h, n, b, t).permute(2, 1, 0, 3)
+    return _image_scores_to_tokens(attn, scores, v)
+
+
+def _tokens_to_shared_image(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Tokens (BxTxC) attending to one image's projected keys/values (HxNxD each)."""
+    b, t, _ = q.shape
+    h, _, d = k.shape
+    queries = attn.q_proj(q).reshape(b * t, h, d).transpose(0, 1)  # H x BT x D
+    weights = torch.softmax(queries @ k.transpose(1, 2) / math.sqrt(d), dim=-1)
+    out = (weights @ v).transpose(0, 1).reshape(b, t, h * d)
+    return attn.out_proj(out)
+
+
+def _upscale(upscaling: nn.Sequential, keys: Tensor) -> Tensor:
+    """SAM's ``output_upscaling`` on BxNxC tokens, kept in token order: BxNx16xC/8.
+
+    Both transposed convolutions have kernel 2 and stride 2, so each is a matmul that turns a
+    pixel into a 2x2 block; the LayerNorm2d is a layer norm over the last dimension.
+    """
+    conv1, norm, act1, conv2, act2 = upscaling
+    b, n, c = keys.shape
+    w1 = conv1.weight.permute(0, 2, 3, 1).reshape(conv1.in_channels, -1)  # C x (4*C1)
+    x = torch.addmm(conv1.bias.repeat(4), keys.reshape(b * n, c), w1)
+    x = act1(
+        F.layer_norm(
+            x.reshape(b, n, 4, -1), (conv1.out_channels,), norm.weight, norm.bias, norm.eps
+        )
+    )
+    w2 = conv2.weight.permute(0, 2, 3, 1).reshape(conv2.in_channels, -1)  # C1 x (4*C2)
+    x = torch.addmm(conv2.bias.repeat(4), x.reshape(b * n * 4, -1), w2)
+    x = x.reshape(b, n, 16, conv2.out_channels)
+    return act2(x)
+
+
+def _blocks_to_image(masks: Tensor, size: tuple[int, int]) -> Tensor:
+    """BxNx16xM values (pixel (i, j) -> 4x4 block (2*a1 + a2, 2*b1 + b2)) -> BxMx4hx4w."""
+    h, w = size
+    b, _, _, m = masks.shape
+    blocks = masks.reshape(b, h, w, 2, 2, 2, 2, m)  # i, j, a1, b1, a2, b2
+    return blocks.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(b, m, 4 * h, 4 * w)
+
+
+class BatchedMaskDecoder(nn.Module):
+    """Decodes many prompts against one image embedding, sharing prompt-independent work.
+
+    Args:
+        prompt_encoder: segment-anything's ``PromptEncoder`` (its weights are used, not copied).
+        mask_decoder: segment-anything's ``MaskDecoder``.
+        chunk_size: Prompts decoded together; bounds memory (about 25 MB per prompt).
+    """
+
+    def __init__(
+        self, prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder, chunk_size: int = 16
+    ) -> None:
+        super().__init__()
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.chunk_size = chunk_size
+
+    def image_context(self, image_embeddings: Tensor) -> ImageContext:
+        """Precomputes the prompt-independent tensors of a 1xCxhxw image embedding."""
+        pe = self.prompt_encoder.get_dense_pe()
+        no_mask = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        keys = (image_embeddings + no_mask).flatten(2).transpose(1, 2)
+        key_pe = pe.flatten(2).transpose(1, 2)[0]
+        first = self.mask_decoder.transformer.layers[0]
+        to_image, to_token = first.cross_attn_token_to_image, first.cross_attn_image_to_token
+        h = to_image.num_heads
+        return ImageContext(
+            keys=keys,
+            key_pe=key_pe,
+            size=tuple(image_embeddings.shape[-2:]),
+            k0=_heads(to_image.k_proj(keys + key_pe), h)[0],
+            v0=_heads(to_image.v_proj(keys), h)[0],
+            q0=_heads(to_token.q_proj(keys + key_pe), to_token.num_heads)[0],
+        )
+
+    def forward(
+        self,
+        context: ImageContext,
+        sparse_prompt_embeddings: Tensor,
+        dense_prompt_embeddings: Tensor | None,
+        multimask_output: bool,
+    ) -> tuple[Tensor, Tensor]:
+        """Low-res mask logits and predicted IoUs, as ``MaskDecoder.forward`` returns them.
+
+        Args:
+            context: From ``image_context``.
+            sparse_prompt_embeddings: BxTxC from the prompt encoder.
+            dense_prompt_embeddings: BxCxhxw from a mask prompt, or None for no mask prompt.
+            multimask_output: Return the 3 multimask outputs instead of the single one.
+
+        Returns:
+            Bx(3 or 1)x4hx4w logits and Bx(3 or 1) IoU predictions.
+        """
+        outputs = []
+        for start in range(0, sparse_prompt_embeddings.shape[0], self.chunk_size):
+            stop = start + self.chunk_size
+            dense = None if dense_prompt_embeddings is None else dense_prompt_embeddings[start:stop]
+            outputs.append(
+                self._decode(context, sparse_prompt_embeddings[start:stop], dense, multimask_output)
+            )
+        masks, iou = zip(*outputs, strict=True)
+        return torch.cat(masks), torch.cat(iou)
+
+    def _decode(
+        self, context: ImageContext, sparse: Tensor, dense: Tensor | None, multimask: bool
+    ) -> tuple[Tensor, Tensor]:
+        decoder = self.mask_decoder
+        b = sparse.shape[0]
+        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
+        tokens = torch.cat([output_tokens[None].expand(b, -1, -1), sparse], dim=1)
+        queries, keys = self._transformer(context, tokens, dense)
+
+        selected = slice(1, None) if multimask else slice(0, 1)
+        mask_tokens_out = queries[:, 1 : 1 + decoder.num_mask_tokens]
+        hyper_in = torch.stack(
+            [
+                decoder.output_hypernetworks_mlps[i](mask_tokens_out[:, i])
+                for i in range(decoder.num_mask_tokens)[selected]
+            ],
+            dim=2,
+        )  # B x C/8 x M
+        upscaled = _upscale(decoder.output_upscaling, keys)  # B x N x 16 x C/8
+        n = upscaled.shape[1]
+        masks = (upscaled.reshape(b, n * 16, -1) @ hyper_in).reshape(b, n, 16, -1)
+        iou = decoder.iou_prediction_head(queries[:, 0])[:, selected]
+        return _blocks_to_image(masks, context.size), iou
+
+    def _transformer(
+        self, context: ImageContext, tokens: Tensor, dense: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """segment-anything's ``TwoWayTransformer`` with a shared first layer: BxTxC, BxNxC."""
+        transformer = self.mask_decoder.transformer
+        first, *rest = transformer.layers
+        key_pe = context.key_pe
+        queries = first.norm1(first.self_attn(tokens, tokens, tokens))
+
+        if dense is None:
+            keys = context.keys
+            attn_out = _tokens_to_shared_image(
+                first.cross_attn_token_to_image, queries + tokens, context.k0, context.v0
+            )
+        else:
+            keys = context.keys - self._no_mask_tokens() + dense.flatten(2).transpose(1, 2)
+            attn_out = _tokens_to_image(
+                first.cross_attn_token_to_image, queries + tokens, keys, key_pe
+            )
+        queries = first.norm2(queries + attn_out)
+        queries = first.norm3(queries + first.mlp(queries))
+        to_token = first.cross_attn_image_to_token
+        if dense is None:
+            attn_out = _shared_image_to_tokens(to_token, context.q0, queries + tokens, queries)
+        else:
+            attn_out = _image_to_tokens(to_token, keys, key_pe, queries + tokens, queries)
+        keys = first.norm4(keys + attn_out)
+
+        for layer in rest:
+            q = queries + tokens
+            queries = layer.norm1(queries + layer.self_attn(q, q, queries))
+            attn_out = _tokens_to_image(
+                layer.cross_attn_token_to_image, queries + tokens, keys, key_pe
+            )
+            queries = layer.norm2(queries + attn_out)
+            queries = layer.norm3(queries + layer.mlp(queries))
+            attn_out = _image_to_tokens(
+                layer.cross_attn_image_to_token, keys, key_pe, queries + tokens, queries
+            )
+            keys = layer.norm4(keys + attn_out)
+
+        attn_out = _tokens_to_image(
+            transformer.final_attn_token_to_image, queries + tokens, keys, key_pe
+        )
+        return transformer.norm_final_attn(queries + attn_out), keys
+
+    def _no_mask_tokens(self) -> Tensor:
+        return self.prompt_encoder.no_mask_embed.weight.reshape(1, 1, -1)

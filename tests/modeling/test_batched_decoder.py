@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from repvit_sam.modeling.batched_decoder import BatchedMaskDecoder
+
+
+@pytest.fixture(scope="module")
+def heads(small_model):
+    small_model = copy.deepcopy(small_model)  # the session's model stays untouched
+    torch.manual_seed(0)
+    # Non-trivial weights everywhere, including biases SAM initialises to zero.
+    with torch.no_grad():
+        for name, p in small_model.mask_decoder.named_parameters():
+            if name.endswith("bias"):
+                p.copy_(0.05 * torch.randn_like(p))
+    return small_model.prompt_encoder, small_model.mask_decoder
+
+
+def _prompts(prompt_encoder, kind: str, b: int, side: int):
+    generator = torch.Generator().manual_seed(1)
+    points = torch.rand(b, 3, 2, generator=generator) * side
+    labels = torch.randint(0, 2, (b, 3), generator=generator)
+    boxes = torch.rand(b, 4, generator=generator) * side / 2
+    boxes[:, 2:] += boxes[:, :2]
+    masks = torch.randn(b, 1, *prompt_encoder.mask_input_size, generator=generator)
+    return {
+        "points": {"points": (points, labels), "boxes": None, "masks": None},
+        "boxes": {"points": None, "boxes": boxes, "masks": None},
+        "points+boxes": {"points": (points[:, :1], labels[:, :1]), "boxes": boxes, "masks": None},
+        "mask": {"points": (points, labels), "boxes": None, "masks": masks},
+    }[kind]
+
+
+@pytest.mark.parametrize("kind", ["points", "boxes", "points+boxes", "mask"])
+@pytest.mark.parametrize("multimask", [True, False])
+@pytest.mark.parametrize("chunk_size", [1, 3, 16])
+def test_same_outputs_as_segment_anything(heads, kind, multimask, chunk_size):
+    prompt_encoder, mask_decoder = heads
+    decoder = BatchedMaskDecoder(prompt_encoder, mask_decoder, chunk_size=chunk_size)
+    side = prompt_encoder.input_image_size[0]
+    embedding = torch.randn(1, 256, *prompt_encoder.image_embedding_size)
+    with torch.inference_mode():
+        sparse, dense = prompt_encoder(**_prompts(prompt_encoder, kind, 5, side))
+        expected = mask_decoder(embedding, prompt_encoder.get_dense_pe(), sparse, dense, multimask)
+        context = decoder.image_context(embedding)
+        actual = decoder(context, sparse, dense if kind == "mask" else None, multimask)
+    for a, e in zip(actual, expected, strict=True):
+        assert a.shape == e.shape
+        assert torch.allclose(a, e, atol=1e-5, rtol=1e-5), (a - e).abs().max()
+
+
+def test_full_size_embedding(heads):
+    """The 64x64 embedding of a 1024 input, through the same decoder weights."""
+    from segment_anything.modeling import PromptEncoder
+
+    _, mask_decoder = heads
+    prompt_encoder = PromptEncoder(
+        embed_dim=256,
+        image_embedding_size=(64, 64),
+        input_image_size=(1024, 1024),
+        mask_in_chans=16,
+    )
+    decoder = BatchedMaskDecoder(prompt_encoder, mask_decoder)
+    embedding = torch.randn(1, 256, 64, 64)
+    with torch.inference_mode():
+        sparse, dense = prompt_encoder(**_prompts(prompt_encoder, "points+boxes", 4, 1024))
+        expected = mask_decoder(embedding, prompt_encoder.get_dense_pe(), sparse, dense, True)
+        actual = decoder(decoder.image_context(embedding), sparse, None, True)
+    assert torch.allclose(actual[0], expected[0], atol=1e-4)
+    assert torch.allclose(actual[1], expected[1], atol=1e-5)
+
+
+def test_bad_chunk_size(heads):
+    with pytest.raises(ValueError, match="chunk_size"):
+        BatchedMaskDecoder(*heads, chunk_size=0)
