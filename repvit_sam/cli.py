@@ -108,6 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--overlay", type=Path, help="also write the image with the mask drawn")
     segment.add_argument("--multimask", action="store_true", help="pick the best of 3 candidates")
     _add_model_options(segment)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the HTTP service (pip install 'repvit-sam[server]')",
+        description="Runs the HTTP service with uvicorn. Options override REPVIT_SAM_* settings.",
+    )
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8000)")
+    serve.add_argument("--checkpoint", type=Path, help="checkpoint (default: official weights)")
+    serve.add_argument("--variant", help="encoder variant of the checkpoint")
+    serve.add_argument("--device", help="cpu, cuda, cuda:1, ...")
     return parser
 
 
@@ -147,6 +158,23 @@ def run_segment(args: argparse.Namespace) -> int:
     if args.overlay is not None:
         Image.fromarray(overlay_masks(image, masks)).save(args.overlay)
     print(json.dumps(records if len(records) > 1 else records[0]))
+    return 0
+
+
+@command("serve")
+def run_serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    # The service reads its settings from the environment; the app is imported by uvicorn so
+    # that this package never imports the app.
+    for name in ("host", "port", "checkpoint", "variant", "device"):
+        if getattr(args, name) is not None:
+            os.environ[f"REPVIT_SAM_{name.upper()}"] = str(getattr(args, name))
+    host = os.environ.get("REPVIT_SAM_HOST", "127.0.0.1")
+    port = int(os.environ.get("REPVIT_SAM_PORT", "8000"))
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
     return 0
 
 

@@ -1,0 +1,18 @@
+"""The RepViT-SAM HTTP service: ``create_app()`` builds the FastAPI application.
+
+Layout::
+
+    settings.py   Settings from REPVIT_SAM_* environment variables
+    inference.py  InferenceService: owns the model, its executor, the queue and single-flight
+    cache.py      EmbeddingCache interface and the in-process MemoryCache (bytes-bounded LRU)
+    encoding.py   masks as COCO RLE, base64 PNG or polygons
+    schemas.py    request and response models (with the OpenAPI examples)
+    errors.py     the only place that maps exceptions to HTTP statuses
+    metrics.py    Prometheus text exposition
+    routes/       one router per concern
+"""
+
+from .main import create_app
+from .settings import Settings, get_settings
+
+__all__ = ["Settings", "create_app", "get_settings"]

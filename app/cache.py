@@ -1,0 +1,155 @@
+"""Caches of image embeddings and decoder logits, bounded by bytes.
+
+``EmbeddingCache`` is the interface the service uses; ``MemoryCache`` keeps entries in this
+process. A shared backend (Redis, for several replicas) implements the same three methods and
+serialises values with ``ImageEmbedding.numpy``/``from_numpy`` and ``np.save``.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from repvit_sam import ImageEmbedding
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One cached value and what the service needs to know about it.
+
+    Attributes:
+        value: An ``ImageEmbedding`` (embeddings) or a float32 array (logits).
+        meta: Small JSON-able facts: image size, scores, the embedding a result belongs to.
+    """
+
+    value: ImageEmbedding | np.ndarray
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.value.nbytes)
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """Counters since start, and the current content."""
+
+    hits: int
+    misses: int
+    evictions: int
+    entries: int
+    bytes: int
+    max_bytes: int
+
+
+class EmbeddingCache(abc.ABC):
+    """Key-value store of ``CacheEntry`` objects; implementations must be thread-safe."""
+
+    @abc.abstractmethod
+    def get(self, key: str) -> CacheEntry | None:
+        """The entry, or None if absent, expired or evicted."""
+
+    @abc.abstractmethod
+    def put(self, key: str, entry: CacheEntry) -> bool:
+        """Stores ``entry``; False when it cannot be kept (larger than the whole cache)."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> bool:
+        """Drops ``key``; False if it was not there."""
+
+    @abc.abstractmethod
+    def stats(self) -> CacheStats:
+        """Hit/miss/eviction counters and current size, for /metrics."""
+
+
+class MemoryCache(EmbeddingCache):
+    """An in-process LRU cache bounded by the bytes of its values, with an optional TTL.
+
+    Args:
+        max_bytes: Total bytes of values kept; the least recently used go first.
+        ttl_seconds: Entries older than this are treated as absent; None for no expiry.
+        clock: Monotonic seconds, replaceable in tests.
+    """
+
+    def __init__(
+        self,
+        max_bytes: int,
+        ttl_seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        if ttl_seconds is not None and ttl_seconds <= 0:
+            raise ValueError(f"ttl_seconds must be > 0 or None, got {ttl_seconds}")
+        self.max_bytes = max_bytes
+        self.ttl_seconds = ttl_seconds
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[CacheEntry, float]] = OrderedDict()
+        self._bytes = 0
+        self._hits = self._misses = self._evictions = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> CacheEntry | None:
+        with self._lock:
+            item = self._entries.get(key)
+            if item is not None and self._expired(item[1]):
+                self._remove(key)
+                self._evictions += 1
+                item = None
+            if item is None:
+                self._misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self._hits += 1
+            return item[0]
+
+    def put(self, key: str, entry: CacheEntry) -> bool:
+        size = entry.nbytes
+        with self._lock:
+            if key in self._entries:
+                self._remove(key)
+            if size > self.max_bytes:
+                logger.debug("not caching %s: %d bytes exceed the cache", key, size)
+                return False
+            while self._bytes + size > self.max_bytes:
+                _, (evicted, _) = self._entries.popitem(last=False)
+                self._bytes -= evicted.nbytes
+                self._evictions += 1
+            self._entries[key] = (entry, self._clock())
+            self._bytes += size
+            return True
+
+    def delete(self, key: str) -> bool:
+        with self._lock:
+            if key not in self._entries:
+                return False
+            self._remove(key)
+            return True
+
+    def stats(self) -> CacheStats:
+        with self._lock:
+            return CacheStats(
+                hits=self._hits,
+                misses=self._misses,
+                evictions=self._evictions,
+                entries=len(self._entries),
+                bytes=self._bytes,
+                max_bytes=self.max_bytes,
+            )
+
+    def _expired(self, stored_at: float) -> bool:
+        return self.ttl_seconds is not None and self._clock() - stored_at > self.ttl_seconds
+
+    def _remove(self, key: str) -> None:
+        entry, _ = self._entries.pop(key)
+        self._bytes -= entry.nbytes

@@ -1,0 +1,123 @@
+"""The service's own exceptions and the one place where exceptions become HTTP statuses.
+
+::
+
+    repvit_sam.RepViTSAMError
+    ├── InvalidInputError            422 (bad prompt, mask input, image content)
+    │   ├── InvalidImageError        422 (not an image, truncated, zero bytes)
+    │   │   └── ImageTooLargeError   413 (too many pixels, decompression bomb)
+    │   └── PayloadTooLargeError     413 (upload larger than max_upload_bytes)
+    └── ServiceError
+        ├── NotFoundError            404 (unknown, evicted or deleted id)
+        ├── UnauthorizedError        401 (missing or wrong X-API-Key)
+        ├── NotReadyError            503 (model still loading)
+        └── BusyError                503 + Retry-After (model queue full)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from repvit_sam import ImageTooLargeError, InvalidInputError, RepViTSAMError
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(RepViTSAMError):
+    """An error of the service rather than of the model library."""
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """The upload is larger than ``max_upload_bytes``."""
+
+
+class NotFoundError(ServiceError, KeyError):
+    """No embedding or logits under this id (never stored, evicted, expired or deleted)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "not found"
+
+
+class UnauthorizedError(ServiceError):
+    """The ``X-API-Key`` header is missing or wrong."""
+
+
+class NotReadyError(ServiceError):
+    """The model is not loaded yet."""
+
+
+class BusyError(ServiceError):
+    """The model queue is full; the client should retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _status_of(err: RepViTSAMError) -> tuple[int, dict[str, str]]:
+    if isinstance(err, (ImageTooLargeError, PayloadTooLargeError)):
+        return 413, {}
+    if isinstance(err, InvalidInputError):
+        return 422, {}
+    if isinstance(err, NotFoundError):
+        return 404, {}
+    if isinstance(err, UnauthorizedError):
+        return 401, {"WWW-Authenticate": "X-API-Key"}
+    if isinstance(err, BusyError):
+        return 503, {"Retry-After": str(err.retry_after)}
+    if isinstance(err, NotReadyError):
+        return 503, {"Retry-After": "1"}
+    return 500, {}
+
+
+async def handle_library_error(request: Request, err: Exception) -> JSONResponse:
+    assert isinstance(err, RepViTSAMError)
+    status, headers = _status_of(err)
+    if status >= 500:
+        logger.error("%s %s failed: %s", request.method, request.url.path, err, exc_info=err)
+    else:
+        logger.debug("%s %s -> %d: %s", request.method, request.url.path, status, err)
+    return JSONResponse({"detail": str(err)}, status_code=status, headers=headers)
+
+
+def clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
+    """Pydantic errors without the echoed input and context, which may hold NaN or exceptions."""
+    return [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")}
+        for e in errors
+    ]
+
+
+async def handle_validation_error(request: Request, err: Exception) -> JSONResponse:
+    assert isinstance(err, RequestValidationError)
+    detail = clean_validation_errors(err.errors())
+    logger.debug("%s %s -> 422: %s", request.method, request.url.path, detail)
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def handle_http_error(request: Request, err: Exception) -> JSONResponse:
+    assert isinstance(err, StarletteHTTPException)
+    return JSONResponse(
+        {"detail": err.detail}, status_code=err.status_code, headers=err.headers or {}
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Maps library and service errors to JSON ``{"detail": ...}`` responses."""
+    app.add_exception_handler(RepViTSAMError, handle_library_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_error)
+
+
+def payload_too_large(limit: int) -> JSONResponse:
+    """The 413 sent before reading a body whose Content-Length exceeds ``limit``."""
+    return JSONResponse(
+        {"detail": f"request body is larger than the limit of {limit} bytes (max_upload_bytes)"},
+        status_code=413,
+    )

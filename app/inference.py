@@ -1,0 +1,269 @@
+"""``InferenceService``: the one object that runs the model.
+
+The model runs on a dedicated single-thread executor, so encoder and decoder calls are
+serialised and the event loop never blocks on torch. At most ``queue_size`` model calls wait or
+run at once; more are refused with ``BusyError`` (503 + Retry-After) instead of piling up.
+Concurrent embeds of the same image share one encoder call (single-flight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from repvit_sam import ImageEmbedding, Predictor, build_repvit_sam, download_weights
+from repvit_sam.api import image_key
+from repvit_sam.weights import sha256_of
+
+from .cache import CacheEntry, EmbeddingCache
+from .errors import BusyError, NotFoundError, NotReadyError
+from .metrics import Metrics
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+EMBEDDING_PREFIX = "embedding:"
+LOGITS_PREFIX = "logits:"
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """The decoder's answer for B prompts (B = 1 without boxes).
+
+    Attributes:
+        masks: BxCxHxW bool masks at the original image size.
+        scores: BxC predicted IoU.
+        logits: BxCxSxS float32 low-res logits (S = 256 at 1024 input).
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    logits: np.ndarray
+
+
+class InferenceService:
+    """Owns the model, its executor, the cache and the request queue.
+
+    Args:
+        settings: Model, device, cache and queue settings.
+        cache: Where embeddings and logits live.
+        metrics: Receives encoder/decoder timings and rejections.
+    """
+
+    def __init__(self, settings: Settings, cache: EmbeddingCache, metrics: Metrics) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.metrics = metrics
+        self.queue_size = settings.queue_size
+        self.predictor: Predictor | None = None
+        self.fingerprint = ""
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="repvit-sam-model"
+        )
+        self.load_error: str | None = None
+        self._pending = 0
+        self._inflight: dict[str, asyncio.Task[ImageEmbedding]] = {}
+
+    # Lifecycle ---------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.predictor is not None
+
+    @property
+    def mask_input_size(self) -> int:
+        """Side S of the low-res logits (256 at 1024 input)."""
+        return self._require_predictor().mask_input_size
+
+    @property
+    def queue_depth(self) -> int:
+        return self._pending
+
+    async def start(self) -> None:
+        """Loads (downloading if needed) and warms up the model on the model executor."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._load)
+        except Exception as err:
+            self.load_error = f"the model failed to load: {err}"
+            logger.exception("the model failed to load")
+            raise
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        settings = self.settings
+        checkpoint = settings.checkpoint or download_weights()
+        model = build_repvit_sam(
+            checkpoint,
+            variant=settings.variant,
+            fuse=settings.fuse,
+            device=settings.device,
+            image_size=settings.image_size,
+        )
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(f"{settings.variant}|{model.image_encoder.img_size}|{settings.fuse}".encode())
+        digest.update(sha256_of(checkpoint).encode())
+        self.fingerprint = digest.hexdigest()
+        predictor = Predictor(model)
+        if settings.warmup:
+            with torch.inference_mode():
+                embedding = predictor.embed(np.zeros((64, 64, 3), np.uint8))
+                predictor.predict(np.array([[32.0, 32.0]]), np.array([1]), embedding=embedding)
+        self.predictor = predictor
+        logger.info(
+            "model %s loaded from %s on %s (fused=%s), ready in %.1fs",
+            settings.variant,
+            checkpoint,
+            settings.device,
+            settings.fuse,
+            time.perf_counter() - started,
+        )
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # The queue ---------------------------------------------------------------------------------
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """Runs ``function(*args)`` on the model thread; BusyError when the queue is full."""
+        if self._pending >= self.queue_size:
+            self.metrics.count_rejected()
+            raise BusyError(
+                f"the model queue is full ({self.queue_size} calls); retry later",
+                self.settings.retry_after_seconds,
+            )
+        self._pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, function, *args)
+        finally:
+            self._pending -= 1
+
+    def _require_predictor(self) -> Predictor:
+        if self.predictor is None:
+            raise NotReadyError("the model is still loading; retry shortly (see /readyz)")
+        return self.predictor
+
+    # Embeddings --------------------------------------------------------------------------------
+
+    def embedding_id(self, pixels: np.ndarray) -> str:
+        """The id of an HxWx3 uint8 image under this model: its pixels and the model's digest."""
+        return hashlib.blake2b(
+            f"{self.fingerprint}:{image_key(pixels)}".encode(), digest_size=16
+        ).hexdigest()
+
+    async def embed(self, pixels: np.ndarray) -> tuple[str, ImageEmbedding, bool]:
+        """The image's id, embedding and whether it was already cached (or being computed)."""
+        self._require_predictor()
+        key = await asyncio.to_thread(self.embedding_id, pixels)
+        entry = self.cache.get(EMBEDDING_PREFIX + key)
+        if entry is not None:
+            assert isinstance(entry.value, ImageEmbedding)
+            return key, entry.value, True
+        task = self._inflight.get(key)
+        cached = task is not None
+        if task is None:
+            task = asyncio.ensure_future(self._encode_and_store(key, pixels))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        # shield: a client that disconnects must not cancel the encode others wait for.
+        return key, await asyncio.shield(task), cached
+
+    async def _encode_and_store(self, key: str, pixels: np.ndarray) -> ImageEmbedding:
+        embedding = await self.run(self._encode, pixels)
+        height, width = embedding.original_size
+        self.cache.put(
+            EMBEDDING_PREFIX + key, CacheEntry(embedding, {"width": width, "height": height})
+        )
+        return embedding
+
+    def _encode(self, pixels: np.ndarray) -> ImageEmbedding:
+        predictor = self._require_predictor()
+        started = time.perf_counter()
+        with torch.inference_mode():
+            embedding = predictor.embed(pixels)
+        self.metrics.observe_model("encoder", time.perf_counter() - started)
+        logger.debug("encoded a %dx%d image", pixels.shape[1], pixels.shape[0])
+        return embedding
+
+    def get_embedding(self, key: str) -> ImageEmbedding:
+        entry = self.cache.get(EMBEDDING_PREFIX + key)
+        if entry is None:
+            raise NotFoundError(
+                f"embedding_id {key!r} is unknown or was evicted; POST the image to /embed again"
+            )
+        assert isinstance(entry.value, ImageEmbedding)
+        return entry.value
+
+    def delete_embedding(self, key: str) -> None:
+        if not self.cache.delete(EMBEDDING_PREFIX + key):
+            raise NotFoundError(f"embedding_id {key!r} is unknown or was evicted")
+
+    # Decoding ----------------------------------------------------------------------------------
+
+    async def decode(
+        self,
+        embedding: ImageEmbedding,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
+        boxes: np.ndarray | None,
+        mask_input: np.ndarray | None,
+        multimask: bool,
+    ) -> Decoded:
+        """Runs the prompt encoder and mask decoder for B boxes (or one point prompt).
+
+        Args:
+            embedding: The image.
+            points: Nx2 XY pixels of the original image, applied to every box.
+            labels: N labels, 1 foreground and 0 background.
+            boxes: Bx4 XYXY pixels, one prompt each.
+            mask_input: Bx1xSxS (or 1x1xSxS, shared) low-res logits.
+            multimask: Three candidates per prompt instead of one.
+        """
+        return await self.run(self._decode, embedding, points, labels, boxes, mask_input, multimask)
+
+    def _decode(
+        self,
+        embedding: ImageEmbedding,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
+        boxes: np.ndarray | None,
+        mask_input: np.ndarray | None,
+        multimask: bool,
+    ) -> Decoded:
+        predictor = self._require_predictor()
+        started = time.perf_counter()
+        with torch.inference_mode():
+            masks, scores, logits = predictor.predict(
+                points, labels, boxes, mask_input, multimask_output=multimask, embedding=embedding
+            )
+        self.metrics.observe_model("decoder", time.perf_counter() - started)
+        if boxes is None or len(boxes) == 1:
+            masks, scores, logits = masks[None], scores[None], logits[None]
+        return Decoded(masks, scores, logits.astype(np.float32, copy=False))
+
+    # Logits ------------------------------------------------------------------------------------
+
+    def put_logits(self, key: str, logits: np.ndarray, best: list[int], **meta: Any) -> None:
+        """Keeps BxCxSxS ``logits``; ``best[b]`` is the candidate sent back for refinement."""
+        self.cache.put(LOGITS_PREFIX + key, CacheEntry(logits, {**meta, "best": list(best)}))
+
+    def get_logits(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """The BxCxSxS logits under ``key`` and the Bx1xSxS mask input they give back."""
+        entry = self.cache.get(LOGITS_PREFIX + key)
+        if entry is None:
+            raise NotFoundError(f"logits id {key!r} is unknown or was evicted")
+        logits = entry.value
+        assert isinstance(logits, np.ndarray)
+        best = np.asarray(entry.meta["best"], dtype=np.int64)
+        return logits, logits[np.arange(len(best)), best][:, None]

@@ -1,0 +1,120 @@
+"""``create_app()``: the FastAPI application, its lifespan and middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from repvit_sam import __version__
+
+from .cache import MemoryCache
+from .deps import require_api_key
+from .errors import install_error_handlers, payload_too_large
+from .inference import InferenceService
+from .metrics import Metrics
+from .routes import embed, embeddings, health, segment
+from .settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+# Room for the multipart framing and JSON fields around an upload of max_upload_bytes.
+_BODY_OVERHEAD = 1 << 20
+
+
+class ObserveMiddleware:
+    """Counts and times every request by route and status; refuses oversized bodies early."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            length = dict(scope["headers"]).get(b"content-length", b"0")
+            if length.isdigit() and int(length) > self.max_body_bytes:
+                await payload_too_large(self.max_body_bytes)(scope, receive, observed_send)
+            else:
+                await self.app(scope, receive, observed_send)
+        finally:
+            route = scope.get("route")
+            self.metrics.observe_request(
+                scope["method"],
+                getattr(route, "path", "unmatched"),
+                status,
+                time.perf_counter() - started,
+            )
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Loads the model in the background (so /healthz answers meanwhile); frees it at the end."""
+    service: InferenceService = app.state.service
+    app.state.load_task = asyncio.create_task(service.start())
+    # The error is recorded on the service and served by /readyz; retrieve it here too.
+    app.state.load_task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    try:
+        yield
+    finally:
+        app.state.load_task.cancel()
+        service.close()
+        logger.info("service stopped")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Builds the application; the model loads when the app starts, not here.
+
+    Args:
+        settings: Defaults to ``get_settings()`` (the ``REPVIT_SAM_*`` environment).
+    """
+    settings = settings or get_settings()
+    metrics = Metrics()
+    cache = MemoryCache(settings.cache_bytes, settings.cache_ttl_seconds)
+    app = FastAPI(
+        title="RepViT-SAM",
+        version=__version__,
+        summary="Segment Anything with a RepViT encoder: embed once, segment on every click.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.service = InferenceService(settings, cache, metrics)
+
+    install_error_handlers(app)
+    secured = [Depends(require_api_key)]
+    app.include_router(embed.router, dependencies=secured)
+    app.include_router(segment.router, dependencies=secured)
+    app.include_router(embeddings.router, dependencies=secured)
+    app.include_router(health.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Content-Type", "X-API-Key"],
+        )
+    app.add_middleware(
+        ObserveMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_upload_bytes + _BODY_OVERHEAD,
+    )
+    return app

@@ -1,0 +1,5 @@
+"""The service's routers, one per concern."""
+
+from . import embed, embeddings, health, segment
+
+__all__ = ["embed", "embeddings", "health", "segment"]

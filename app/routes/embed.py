@@ -1,0 +1,41 @@
+"""``POST /embed``: upload an image once, get an id to prompt against."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, File, UploadFile
+
+from ..deps import ServiceDep, SettingsDep, read_image
+from ..schemas import EmbedResponse, error_responses
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["embeddings"])
+
+
+@router.post(
+    "/embed",
+    response_model=EmbedResponse,
+    responses=error_responses(401, 413, 422, 503),
+    summary="Compute (once) and cache an image's embedding",
+)
+async def embed(
+    image: Annotated[
+        UploadFile,
+        File(description="JPEG, PNG, WebP, TIFF or BMP; EXIF orientation is applied."),
+    ],
+    service: ServiceDep,
+    settings: SettingsDep,
+) -> EmbedResponse:
+    """Encodes the image unless an embedding of the same pixels is cached (or being computed).
+
+    The id depends only on the decoded pixels and the model, so uploading the same image again
+    answers from the cache with ``cached: true``.
+    """
+    pixels = await read_image(image, settings)
+    embedding_id, embedding, cached = await service.embed(pixels)
+    height, width = embedding.original_size
+    logger.debug("embed %s (%dx%d) cached=%s", embedding_id, width, height, cached)
+    return EmbedResponse(embedding_id=embedding_id, width=width, height=height, cached=cached)

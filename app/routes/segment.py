@@ -1,0 +1,170 @@
+"""``POST /segment``: masks from point and box prompts, against an id or an uploaded image."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from repvit_sam import ImageEmbedding, InvalidInputError
+
+from ..deps import ServiceDep, SettingsDep, read_image
+from ..encoding import encode_mask, mask_bbox
+from ..inference import Decoded
+from ..schemas import MaskResult, SegmentRequest, SegmentResponse, error_responses
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["segmentation"])
+
+_OPENAPI_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": SegmentRequest.model_json_schema(),
+            },
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {
+                        "image": {"type": "string", "format": "binary"},
+                        "request": {
+                            "type": "string",
+                            "description": "SegmentRequest as JSON, without embedding_id.",
+                            "example": '{"points": [[320, 240]], "labels": [1]}',
+                        },
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def _parse(raw: str | bytes, settings: SettingsDep, loc: tuple[str, ...]) -> SegmentRequest:
+    context = {"max_points": settings.max_points, "max_boxes": settings.max_boxes}
+    try:
+        return SegmentRequest.model_validate_json(raw, context=context)
+    except ValidationError as err:
+        errors = err.errors(include_url=False, include_context=False, include_input=False)
+        raise RequestValidationError([{**e, "loc": (*loc, *e["loc"])} for e in errors]) from None
+
+
+def _check_inside(body: SegmentRequest, width: int, height: int) -> None:
+    """Coordinates must lie in [0, W] x [0, H] of the original image."""
+    named = [(f"points[{i}]", p) for i, p in enumerate(body.points)]
+    named += [(f"boxes[{i}]", b) for i, b in enumerate(body.boxes)]
+    for name, values in named:
+        xs, ys = values[0::2], values[1::2]
+        if min(xs) < 0 or max(xs) > width or min(ys) < 0 or max(ys) > height:
+            raise InvalidInputError(
+                f"{name} {list(values)} is outside the {width}x{height} image "
+                f"(x in [0, {width}], y in [0, {height}])"
+            )
+
+
+@router.post(
+    "/segment",
+    response_model=SegmentResponse,
+    responses=error_responses(401, 404, 413, 422, 503),
+    openapi_extra=_OPENAPI_BODY,
+    summary="Masks for point and box prompts",
+)
+async def segment(request: Request, service: ServiceDep, settings: SettingsDep) -> SegmentResponse:
+    """Decodes masks for the prompts, in one batched decoder call for several boxes.
+
+    Send JSON with an ``embedding_id`` from /embed (the interactive path: no encoder call), or a
+    multipart form with the ``image`` and the prompts as JSON in ``request`` (one-shot use).
+    """
+    embedding: ImageEmbedding
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form()
+        upload, raw = form.get("image"), form.get("request", "{}")
+        if not isinstance(upload, UploadFile):
+            raise RequestValidationError(
+                [{"loc": ("body", "image"), "msg": "image file is required", "type": "missing"}]
+            )
+        if not isinstance(raw, str):
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("body", "request"),
+                        "msg": "must be a JSON string",
+                        "type": "string_type",
+                    }
+                ]
+            )
+        body = _parse(raw, settings, ("body", "request"))
+        pixels = await read_image(upload, settings)
+        embedding_id, embedding, _ = await service.embed(pixels)
+    else:
+        body = _parse(await request.body(), settings, ("body",))
+        if body.embedding_id is None:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("body", "embedding_id"),
+                        "msg": "embedding_id is required (or upload the image as multipart)",
+                        "type": "missing",
+                    }
+                ]
+            )
+        embedding_id = body.embedding_id
+        embedding = service.get_embedding(embedding_id)
+
+    height, width = embedding.original_size
+    _check_inside(body, width, height)
+    num_prompts = max(len(body.boxes), 1)
+    mask_input = None
+    if body.mask_input_id is not None:
+        _, mask_input = service.get_logits(body.mask_input_id)
+        if mask_input.shape[0] not in (1, num_prompts):
+            raise InvalidInputError(
+                f"mask_input_id holds logits for {mask_input.shape[0]} prompts, this request "
+                f"has {num_prompts}"
+            )
+    decoded = await service.decode(
+        embedding,
+        np.asarray(body.points, np.float32) if body.points else None,
+        np.asarray(body.point_labels(), np.int64) if body.points else None,
+        np.asarray(body.boxes, np.float32) if body.boxes else None,
+        mask_input,
+        body.multimask,
+    )
+    logits_id = uuid.uuid4().hex
+    service.put_logits(
+        logits_id,
+        decoded.logits,
+        np.argmax(decoded.scores, axis=1).tolist(),
+        embedding=embedding_id,
+    )
+    masks = await asyncio.to_thread(_mask_results, decoded, body.format)
+    logger.debug("segment %s: %d prompts, %d masks", embedding_id, num_prompts, len(masks))
+    return SegmentResponse(
+        embedding_id=embedding_id, width=width, height=height, masks=masks, logits_id=logits_id
+    )
+
+
+def _mask_results(decoded: Decoded, fmt: Any) -> list[MaskResult]:
+    results = []
+    for prompt, (masks, scores) in enumerate(zip(decoded.masks, decoded.scores, strict=True)):
+        for mask, score in zip(masks, scores, strict=True):
+            results.append(
+                MaskResult(
+                    prompt=prompt,
+                    score=float(score),
+                    area=int(mask.sum()),
+                    bbox=mask_bbox(mask),
+                    segmentation=encode_mask(mask, fmt),
+                )
+            )
+    return results

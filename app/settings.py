@@ -1,0 +1,71 @@
+"""Service settings, read from ``REPVIT_SAM_*`` environment variables."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MiB = 1 << 20
+
+
+class Settings(BaseSettings):
+    """Configuration of the service; every field is ``REPVIT_SAM_<FIELD>`` in the environment.
+
+    Attributes:
+        checkpoint: RepViT-SAM checkpoint; None downloads the official weights on first start.
+        variant: Encoder variant of the checkpoint.
+        image_size: Encoder input side; None for the standard 1024 (small test models use less).
+        device: "cpu", "cuda", "cuda:1", ...
+        fuse: Re-parameterise the encoder (same outputs, faster).
+        warmup: Run one embed and one decode before reporting ready.
+        cache_bytes: Bytes of embeddings and logits kept (LRU beyond that).
+        cache_ttl_seconds: Drop cached items older than this; None keeps them until evicted.
+        max_upload_bytes: Largest accepted upload (413 beyond).
+        max_pixels: Largest accepted image in pixels, checked before decoding (413 beyond).
+        max_points: Most points in one /segment request (422 beyond).
+        max_boxes: Most boxes in one /segment request (422 beyond).
+        api_key: When set, every model endpoint requires it in the ``X-API-Key`` header.
+        cors_origins: Origins allowed by CORS, comma-separated in the environment.
+        queue_size: Model calls waiting or running at most; more get 503 with Retry-After.
+        retry_after_seconds: The Retry-After sent with those 503s.
+        host: Address ``repvit-sam serve`` binds.
+        port: Port ``repvit-sam serve`` binds.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="REPVIT_SAM_", extra="ignore")
+
+    checkpoint: Path | None = None
+    variant: str = "m2_3"
+    image_size: int | None = None
+    device: str = "cpu"
+    fuse: bool = True
+    warmup: bool = True
+    cache_bytes: int = Field(default=1024 * MiB, ge=0)
+    cache_ttl_seconds: float | None = Field(default=None, gt=0)
+    max_upload_bytes: int = Field(default=32 * MiB, gt=0)
+    max_pixels: int = Field(default=50_000_000, gt=0)
+    max_points: int = Field(default=64, gt=0)
+    max_boxes: int = Field(default=64, gt=0)
+    api_key: SecretStr | None = None
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    queue_size: int = Field(default=64, gt=0)
+    retry_after_seconds: int = Field(default=1, ge=0)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+
+@functools.lru_cache
+def get_settings() -> Settings:
+    """The settings of this process, read from the environment once."""
+    return Settings()

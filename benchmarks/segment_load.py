@@ -1,0 +1,139 @@
+"""Load test of /segment: many concurrent calls against one cached embedding.
+
+Runs the app in process (httpx ASGI transport, so no network in the measurement), embeds one
+image, fires ``--requests`` /segment calls with ``--concurrency`` in flight, and times the bare
+decoder (``Predictor.predict`` on the same embedding) in the same run::
+
+    python benchmarks/segment_load.py                       # random-weight m0_9 at 1024
+    python benchmarks/segment_load.py --checkpoint weights/repvit_sam.pt --variant m2_3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+from PIL import Image
+
+from app import Settings, create_app
+from repvit_sam import build_repvit_sam
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+async def run(args: argparse.Namespace, checkpoint: Path) -> None:
+    settings = Settings(
+        checkpoint=checkpoint,
+        variant=args.variant,
+        image_size=args.image_size,
+        queue_size=max(64, args.concurrency * 2),
+    )
+    app = create_app(settings)
+    rng = np.random.default_rng(0)
+    stream = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)).save(stream, "PNG")
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=120) as http,
+    ):
+        await app.state.load_task
+        embedded = (await http.post("/embed", files={"image": ("a.png", stream.getvalue())})).json()
+        body = {"embedding_id": embedded["embedding_id"], "points": [[320, 240]], "labels": [1]}
+
+        # The bare decoder on the same embedding, same prompt, same thread count.
+        service = app.state.service
+        embedding = service.get_embedding(embedded["embedding_id"])
+        points, labels = np.array([[320.0, 240.0]]), np.array([1])
+        bare = []
+        for _ in range(args.decoder_runs):
+            started = time.perf_counter()
+            await service.decode(embedding, points, labels, None, None, False)
+            bare.append(time.perf_counter() - started)
+
+        latencies: list[float] = []
+        statuses: list[int] = []
+        semaphore = asyncio.Semaphore(args.concurrency)
+
+        async def one() -> None:
+            async with semaphore:
+                started = time.perf_counter()
+                response = await http.post("/segment", json=body)
+                latencies.append(time.perf_counter() - started)
+                statuses.append(response.status_code)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(args.requests)))
+        elapsed = time.perf_counter() - started
+
+    # Latency under load includes queueing; the ratio uses unloaded single-call latency too.
+    p50_decoder = statistics.median(bare)
+    rows = [
+        ("requests", f"{args.requests} ({args.concurrency} concurrent)"),
+        ("status codes", ", ".join(f"{s}: {statuses.count(s)}" for s in sorted(set(statuses)))),
+        ("requests/s", f"{args.requests / elapsed:.1f}"),
+        ("/segment p50 (ms)", f"{1000 * percentile(latencies, 50):.1f}"),
+        ("/segment p99 (ms)", f"{1000 * percentile(latencies, 99):.1f}"),
+        ("bare decoder p50 (ms)", f"{1000 * p50_decoder:.1f}"),
+        ("/segment p50 / decoder p50", f"{percentile(latencies, 50) / p50_decoder:.2f}"),
+        ("serial /segment p50 / decoder p50", f"{args.serial_p50 / p50_decoder:.2f}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+async def serial_p50(args: argparse.Namespace, checkpoint: Path) -> float:
+    """/segment p50 with one request at a time: the per-call overhead over the decoder."""
+    settings = Settings(checkpoint=checkpoint, variant=args.variant, image_size=args.image_size)
+    app = create_app(settings)
+    stream = io.BytesIO()
+    Image.fromarray(np.full((480, 640, 3), 90, np.uint8)).save(stream, "PNG")
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=120) as http,
+    ):
+        await app.state.load_task
+        embedded = (await http.post("/embed", files={"image": ("a.png", stream.getvalue())})).json()
+        body = {"embedding_id": embedded["embedding_id"], "points": [[320, 240]], "labels": [1]}
+        times = []
+        for _ in range(args.decoder_runs):
+            started = time.perf_counter()
+            await http.post("/segment", json=body)
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, help="default: random m0_9 weights")
+    parser.add_argument("--variant", default="m0_9")
+    parser.add_argument("--image-size", type=int, default=None, help="default 1024")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--decoder-runs", type=int, default=30)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = args.checkpoint
+        if checkpoint is None:
+            torch.manual_seed(0)
+            checkpoint = Path(folder) / "random.pt"
+            model = build_repvit_sam(variant=args.variant, image_size=args.image_size)
+            torch.save(model.state_dict(), checkpoint)
+        args.serial_p50 = asyncio.run(serial_p50(args, checkpoint))
+        asyncio.run(run(args, checkpoint))
+
+
+if __name__ == "__main__":
+    main()

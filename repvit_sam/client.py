@@ -1,0 +1,368 @@
+"""An HTTP client of ``repvit-sam serve``.
+
+::
+
+    Client(base_url, api_key=None)      embed(image), segment(...), embedding(id), logits(id)
+    RemoteRepViTSAM(base_url)           RepViTSAM.predict over HTTP (RepViTSAM.remote(...))
+
+Errors (all ``repvit_sam.errors.RemoteError``, with ``status_code`` and ``detail``)::
+
+    RemoteError
+    ├── ConnectError           the service could not be reached (status_code 0)
+    ├── AuthenticationError    401: missing or wrong API key
+    ├── NotFoundError          404: unknown or evicted embedding or logits id
+    ├── PayloadTooLargeError   413: upload or image too large
+    ├── ValidationError        400/422: bad image or prompt; ``detail`` names the field
+    ├── ServiceBusyError       503: queue full or model loading; ``retry_after`` seconds
+    └── ServerError            other 5xx
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from .api import Prediction
+from .embedding import ImageEmbedding
+from .errors import InvalidInputError, RemoteError
+from .image_io import ImageSource, load_image
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "AuthenticationError",
+    "Client",
+    "ConnectError",
+    "EmbedResult",
+    "MaskResult",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "RemoteRepViTSAM",
+    "SegmentResult",
+    "ServerError",
+    "ServiceBusyError",
+    "ValidationError",
+]
+
+
+class ConnectError(RemoteError):
+    """The service could not be reached."""
+
+
+class AuthenticationError(RemoteError):
+    """401: the API key is missing or wrong."""
+
+
+class NotFoundError(RemoteError):
+    """404: the id is unknown, evicted or deleted."""
+
+
+class PayloadTooLargeError(RemoteError):
+    """413: the upload or image is larger than the service accepts."""
+
+
+class ValidationError(RemoteError):
+    """400/422: the image or prompts were rejected; ``detail`` names the field."""
+
+
+class ServiceBusyError(RemoteError):
+    """503: the queue is full or the model is loading; retry after ``retry_after`` seconds."""
+
+    def __init__(self, status_code: int, detail: object, retry_after: float | None) -> None:
+        super().__init__(status_code, detail)
+        self.retry_after = retry_after
+
+
+class ServerError(RemoteError):
+    """Any other 5xx."""
+
+
+_BY_STATUS: dict[int, type[RemoteError]] = {
+    400: ValidationError,
+    401: AuthenticationError,
+    404: NotFoundError,
+    413: PayloadTooLargeError,
+    422: ValidationError,
+}
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    embedding_id: str
+    width: int
+    height: int
+    cached: bool
+
+
+@dataclass(frozen=True)
+class MaskResult:
+    """One mask of a /segment answer; ``segmentation`` as the requested format returned it."""
+
+    prompt: int
+    score: float
+    area: int
+    bbox: tuple[int, int, int, int]
+    segmentation: Any
+
+    def decode(self) -> np.ndarray:
+        """The HxW bool mask, from RLE or PNG."""
+        if isinstance(self.segmentation, dict):
+            return _decode_rle(self.segmentation)
+        if isinstance(self.segmentation, str):
+            with Image.open(io.BytesIO(base64.b64decode(self.segmentation))) as image:
+                return np.asarray(image.convert("L")) > 0
+        raise TypeError("polygons cannot be decoded to a mask here; request format='rle'")
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    embedding_id: str
+    width: int
+    height: int
+    masks: list[MaskResult]
+    logits_id: str
+
+
+def _decode_rle(rle: dict[str, Any]) -> np.ndarray:
+    """COCO compressed RLE (column-major run lengths) to an HxW bool mask, without pycocotools."""
+    height, width = rle["size"]
+    counts, text, index = [], rle["counts"].encode("ascii"), 0
+    while index < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            char = text[index] - 48
+            value |= (char & 0x1F) << (5 * shift)
+            more = bool(char & 0x20)
+            index += 1
+            shift += 1
+            if not more and char & 0x10:
+                value |= -1 << (5 * shift)
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    flat = np.zeros(height * width, dtype=bool)
+    position = 0
+    for run, count in enumerate(counts):
+        if run % 2:
+            flat[position : position + count] = True
+        position += count
+    return flat.reshape(width, height).T
+
+
+class Client:
+    """A synchronous client of the RepViT-SAM service.
+
+    Args:
+        base_url: Where ``repvit-sam serve`` listens, e.g. "http://127.0.0.1:8000".
+        api_key: Sent as ``X-API-Key`` when the service requires one.
+        timeout: Seconds per request.
+        transport: An httpx transport (``httpx.MockTransport``, ``httpx.WSGITransport``...)
+            for tests.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self._http = httpx.Client(
+            base_url=base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as err:
+            raise ConnectError(0, f"{method} {path}: {err}") from err
+        if response.is_success:
+            return response
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        status = response.status_code
+        logger.debug("%s %s -> %d: %s", method, path, status, detail)
+        if status == 503:
+            retry = response.headers.get("Retry-After")
+            raise ServiceBusyError(status, detail, float(retry) if retry else None)
+        raise _BY_STATUS.get(status, ServerError if status >= 500 else RemoteError)(status, detail)
+
+    def healthy(self) -> bool:
+        """True when /readyz answers 200 (model loaded)."""
+        try:
+            self._request("GET", "/readyz")
+        except RemoteError:
+            return False
+        return True
+
+    def embed(self, image: bytes | str | Any, filename: str = "image") -> EmbedResult:
+        """Uploads an image (encoded bytes, a path, or anything ``load_image`` reads)."""
+        data = _encoded(image)
+        response = self._request("POST", "/embed", files={"image": (filename, data)})
+        return EmbedResult(**response.json())
+
+    def segment(
+        self,
+        embedding_id: str | None = None,
+        points: Any = None,
+        labels: Any = None,
+        boxes: Any = None,
+        *,
+        mask_input_id: str | None = None,
+        multimask: bool = False,
+        format: str = "rle",
+        image: Any = None,
+    ) -> SegmentResult:
+        """Masks for prompts in pixels: against ``embedding_id``, or uploading ``image``."""
+        body: dict[str, Any] = {"multimask": multimask, "format": format}
+        if points is not None:
+            body["points"] = np.asarray(points, dtype=np.float64).reshape(-1, 2).tolist()
+        if labels is not None:
+            body["labels"] = np.asarray(labels).reshape(-1).astype(int).tolist()
+        if boxes is not None:
+            body["boxes"] = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).tolist()
+        if mask_input_id is not None:
+            body["mask_input_id"] = mask_input_id
+        if image is not None:
+            files = {"image": ("image", _encoded(image))}
+            response = self._request(
+                "POST", "/segment", files=files, data={"request": json.dumps(body)}
+            )
+        else:
+            if embedding_id is None:
+                raise InvalidInputError("segment needs embedding_id or image")
+            response = self._request(
+                "POST", "/segment", json={**body, "embedding_id": embedding_id}
+            )
+        payload = response.json()
+        masks = [
+            MaskResult(m["prompt"], m["score"], m["area"], tuple(m["bbox"]), m["segmentation"])
+            for m in payload.pop("masks")
+        ]
+        return SegmentResult(masks=masks, **payload)
+
+    def embedding(self, embedding_id: str) -> ImageEmbedding:
+        """The cached embedding, to run the decoder locally."""
+        response = self._request("GET", f"/embeddings/{embedding_id}")
+        features = np.load(io.BytesIO(response.content), allow_pickle=False)
+        original = tuple(int(v) for v in response.headers["X-Original-Size"].split(","))
+        input_size = tuple(int(v) for v in response.headers["X-Input-Size"].split(","))
+        return ImageEmbedding.from_numpy(features, original, input_size)  # type: ignore[arg-type]
+
+    def delete_embedding(self, embedding_id: str) -> None:
+        self._request("DELETE", f"/embeddings/{embedding_id}")
+
+    def logits(self, logits_id: str) -> np.ndarray:
+        """BxCxSxS low-res logits of a /segment answer."""
+        response = self._request("GET", f"/logits/{logits_id}")
+        return np.load(io.BytesIO(response.content), allow_pickle=False)
+
+    def upload_logits(self, logits: np.ndarray) -> str:
+        """Stores SxS, 1xSxS or Bx1xSxS logits server-side; the id goes in ``mask_input_id``."""
+        stream = io.BytesIO()
+        np.save(stream, np.asarray(logits, dtype=np.float32), allow_pickle=False)
+        headers = {"Content-Type": "application/octet-stream"}
+        response = self._request("POST", "/logits", content=stream.getvalue(), headers=headers)
+        return response.json()["logits_id"]
+
+
+def _encoded(image: Any) -> bytes:
+    """Encoded image bytes: files and bytes as they are, arrays and PIL images as PNG."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return bytes(image)
+    if isinstance(image, str) or hasattr(image, "__fspath__"):
+        with open(image, "rb") as stream:
+            return stream.read()
+    stream = io.BytesIO()
+    Image.fromarray(load_image(image)).save(stream, format="PNG")
+    return stream.getvalue()
+
+
+class RemoteRepViTSAM:
+    """``RepViTSAM.predict`` against a running service; each image is uploaded only once.
+
+    Args:
+        base_url: Where the service listens.
+        api_key: Sent as ``X-API-Key``.
+        cache_size: How many image -> embedding id pairs to remember.
+        **client_options: Passed to ``Client`` (``timeout``, ``transport``).
+    """
+
+    def __init__(
+        self, base_url: str, *, api_key: str | None = None, cache_size: int = 64, **client_options
+    ) -> None:
+        self.client = Client(base_url, api_key, **client_options)
+        self.cache_size = cache_size
+        self._ids: OrderedDict[str, str] = OrderedDict()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def embed(self, image: ImageSource) -> str:
+        """The service's embedding id of ``image``, uploading it on first use."""
+        data = _encoded(image)
+        key = hashlib.blake2b(data, digest_size=16).hexdigest()
+        if key in self._ids:
+            self._ids.move_to_end(key)
+            return self._ids[key]
+        embedding_id = self.client.embed(data).embedding_id
+        self._ids[key] = embedding_id
+        while len(self._ids) > self.cache_size:
+            self._ids.popitem(last=False)
+        return embedding_id
+
+    def predict(
+        self,
+        image: ImageSource,
+        points: Any = None,
+        labels: Any = None,
+        boxes: Any = None,
+        mask_input: Any = None,
+        multimask: bool = False,
+    ) -> Prediction:
+        """Same arguments and result as ``RepViTSAM.predict`` (see there)."""
+        if isinstance(image, ImageEmbedding):
+            raise TypeError("a remote model takes images, not ImageEmbedding values")
+        batched = boxes is not None and np.ndim(boxes) == 2
+        mask_input_id = None
+        if mask_input is not None:
+            mask_input_id = self.client.upload_logits(np.asarray(mask_input))
+        embedding_id = self.embed(image)
+        kwargs = {"mask_input_id": mask_input_id, "multimask": multimask}
+        try:
+            result = self.client.segment(embedding_id, points, labels, boxes, **kwargs)
+        except NotFoundError:
+            # Evicted on the service: upload again once.
+            self._ids = OrderedDict((k, v) for k, v in self._ids.items() if v != embedding_id)
+            result = self.client.segment(self.embed(image), points, labels, boxes, **kwargs)
+        num_prompts = max(m.prompt for m in result.masks) + 1
+        masks = np.stack([m.decode() for m in result.masks])
+        masks = masks.reshape(num_prompts, -1, result.height, result.width)
+        scores = np.array([m.score for m in result.masks], np.float32).reshape(num_prompts, -1)
+        logits = self.client.logits(result.logits_id)
+        if not batched:
+            masks, scores, logits = masks[0], scores[0], logits[0]
+        return Prediction(masks=masks, scores=scores, low_res_logits=logits)

@@ -1,0 +1,67 @@
+"""Fixtures: a small random-weight checkpoint, one running app per session, images."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from fastapi import FastAPI
+from service_helpers import TEST_IMAGE_SIZE, TEST_VARIANT, encode, make_image, make_settings
+
+from app import create_app
+from repvit_sam import build_repvit_sam
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight m0_9 checkpoint at 256 input (fast on CPU)."""
+    torch.manual_seed(0)
+    model = build_repvit_sam(variant=TEST_VARIANT, image_size=TEST_IMAGE_SIZE)
+    path = tmp_path_factory.mktemp("weights") / "repvit_sam_m0_9_random.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+async def started(app: FastAPI) -> None:
+    await app.state.load_task
+
+
+@pytest.fixture(scope="session")
+async def app(checkpoint: Path) -> AsyncIterator[FastAPI]:
+    application = create_app(make_settings(checkpoint))
+    async with application.router.lifespan_context(application):
+        await started(application)
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+@pytest.fixture
+def image() -> np.ndarray:
+    return make_image()
+
+
+@pytest.fixture
+def png(image: np.ndarray) -> bytes:
+    return encode(image)
+
+
+@pytest.fixture
+async def embedding_id(client: httpx.AsyncClient, png: bytes) -> str:
+    response = await client.post("/embed", files={"image": ("a.png", png)})
+    assert response.status_code == 200, response.text
+    return response.json()["embedding_id"]

@@ -1,0 +1,218 @@
+"""POST /segment: equality with the library's Predictor, formats, refinement, bad prompts."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+from service_helpers import TEST_IMAGE_SIZE, TEST_VARIANT
+
+from repvit_sam import Predictor, build_repvit_sam
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def predictor(checkpoint) -> Predictor:
+    """The library's Predictor on the same checkpoint, built independently of the app."""
+    model = build_repvit_sam(
+        checkpoint, variant=TEST_VARIANT, image_size=TEST_IMAGE_SIZE, fuse=True
+    )
+    return Predictor(model)
+
+
+def rle_mask(segmentation: dict) -> np.ndarray:
+    rle = {"size": segmentation["size"], "counts": segmentation["counts"].encode()}
+    return mask_utils.decode(rle).astype(bool)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "multimask"),
+    [
+        ({"points": [[60, 40], [10, 100]], "labels": [1, 0]}, False),
+        ({"points": [[60, 40]]}, True),
+        ({"boxes": [[30, 20, 90, 70]]}, False),
+        ({"boxes": [[30, 20, 90, 70], [0, 0, 160, 120]], "points": [[50, 40]]}, True),
+    ],
+    ids=["points", "multimask", "one-box", "boxes-and-points"],
+)
+async def test_masks_equal_predictor_masks(
+    client, image, embedding_id, predictor, prompt, multimask
+):
+    body = {"embedding_id": embedding_id, "multimask": multimask, **prompt}
+    response = await client.post("/segment", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    embedding = predictor.embed(image)
+    points = np.array(prompt["points"]) if "points" in prompt else None
+    labels = np.array(prompt.get("labels", [1] * len(prompt.get("points", []))))
+    boxes = np.array(prompt["boxes"]) if "boxes" in prompt else None
+    masks, scores, _ = predictor.predict(
+        points, labels if points is not None else None, boxes, None, multimask, embedding=embedding
+    )
+    num_prompts = len(prompt.get("boxes", [None]))
+    masks = masks.reshape(num_prompts, -1, 120, 160)
+    scores = scores.reshape(num_prompts, -1)
+    candidates = masks.shape[1]
+    assert len(answer["masks"]) == num_prompts * candidates
+    for index, item in enumerate(answer["masks"]):
+        prompt_index, candidate = divmod(index, candidates)
+        assert item["prompt"] == prompt_index
+        decoded = rle_mask(item["segmentation"])
+        np.testing.assert_array_equal(decoded, masks[prompt_index, candidate])
+        assert item["area"] == int(decoded.sum())
+        assert item["score"] == pytest.approx(float(scores[prompt_index, candidate]), abs=1e-5)
+        ys, xs = np.nonzero(decoded)
+        if len(xs):
+            assert item["bbox"] == [xs.min(), ys.min(), np.ptp(xs) + 1, np.ptp(ys) + 1]
+    assert answer["width"] == 160 and answer["height"] == 120
+
+
+async def test_png_and_polygon_formats(client, embedding_id):
+    base = {"embedding_id": embedding_id, "boxes": [[30, 20, 90, 70]]}
+    rle = (await client.post("/segment", json=base)).json()["masks"][0]
+    expected = rle_mask(rle["segmentation"])
+    png = (await client.post("/segment", json={**base, "format": "png"})).json()["masks"][0]
+    with Image.open(io.BytesIO(base64.b64decode(png["segmentation"]))) as decoded:
+        np.testing.assert_array_equal(np.asarray(decoded.convert("L")) > 0, expected)
+    poly = (await client.post("/segment", json={**base, "format": "polygons"})).json()["masks"][0]
+    assert isinstance(poly["segmentation"], list)
+    if expected.any():
+        xs = np.concatenate([np.asarray(p)[0::2] for p in poly["segmentation"]])
+        x, _, w, _ = rle["bbox"]
+        assert xs.min() >= x - 1 and xs.max() <= x + w
+
+
+async def test_refinement_with_mask_input_id(client, image, embedding_id, predictor):
+    first = await client.post(
+        "/segment", json={"embedding_id": embedding_id, "points": [[60, 40]], "multimask": True}
+    )
+    body = first.json()
+    logits = np.load(io.BytesIO((await client.get(f"/logits/{body['logits_id']}")).content))
+    assert logits.shape == (1, 3, 64, 64)
+    best = int(np.argmax([m["score"] for m in body["masks"]]))
+    second = await client.post(
+        "/segment",
+        json={
+            "embedding_id": embedding_id,
+            "points": [[60, 40]],
+            "mask_input_id": body["logits_id"],
+        },
+    )
+    assert second.status_code == 200, second.text
+    masks, _, _ = predictor.predict(
+        np.array([[60, 40]]),
+        np.array([1]),
+        mask_input=logits[0, best][None],
+        multimask_output=False,
+        embedding=predictor.embed(image),
+    )
+    np.testing.assert_array_equal(rle_mask(second.json()["masks"][0]["segmentation"]), masks[0])
+
+
+async def test_one_shot_multipart_segment(client, png, embedding_id):
+    by_id = await client.post("/segment", json={"embedding_id": embedding_id, "points": [[9, 9]]})
+    request = json.dumps({"points": [[9, 9]]})
+    response = await client.post(
+        "/segment", files={"image": ("a.png", png)}, data={"request": request}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["embedding_id"] == embedding_id
+    assert response.json()["masks"] == by_id.json()["masks"]
+    missing = await client.post("/segment", files={"picture": ("a.png", png)}, data={})
+    assert missing.status_code == 422 and "image" in json.dumps(missing.json()["detail"])
+    bad = await client.post(
+        "/segment", files={"image": ("a.png", b"nope")}, data={"request": request}
+    )
+    assert bad.status_code == 422 and "image" in bad.json()["detail"]
+
+
+BAD_PROMPTS = [
+    ({"points": [[1, 1], [2, 2]], "labels": [1]}, "labels"),
+    ({"points": [[170, 10]]}, "points[0]"),
+    ({"points": [[10, -1]]}, "points[0]"),
+    ({"boxes": [[0, 0, 10, 130]]}, "boxes[0]"),
+    ({"boxes": [[10, 10, 10, 50]]}, "boxes[0]"),
+    ({"boxes": [[50, 10, 10, 50]]}, "boxes[0]"),
+    ({}, "empty prompt"),
+    ({"points": [], "boxes": []}, "empty prompt"),
+    ({"points": "abc"}, "points"),
+    ({"points": [["a", "b"]]}, "points"),
+    ({"points": [[1, 2, 3]]}, "points"),
+    ({"points": [[1, 2]], "labels": [2]}, "labels"),
+    ({"points": [[1, 2]], "multimask": "maybe"}, "multimask"),
+    ({"points": [[1, 2]], "format": "gif"}, "format"),
+    ({"points": [[1, 2]], "colour": "red"}, "colour"),
+    ({"points": [[1, 1]] * 9}, "points"),
+    ({"boxes": [[0, 0, 5, 5]] * 9}, "boxes"),
+    ({"points": [[1, 2]], "mask_input_id": "xyz"}, "mask_input_id"),
+]
+
+
+@pytest.mark.parametrize(("prompt", "word"), BAD_PROMPTS)
+async def test_bad_prompts_are_422_naming_the_field(client, embedding_id, prompt, word):
+    response = await client.post("/segment", json={"embedding_id": embedding_id, **prompt})
+    assert response.status_code == 422, response.text
+    assert word in json.dumps(response.json()["detail"])
+
+
+@pytest.mark.parametrize(
+    ("raw", "word"),
+    [
+        ('{"embedding_id": "%s", "points": [[NaN, 1]]}', "points"),
+        ('{"embedding_id": "%s", "points": [[Infinity, 1]]}', "points"),
+        ('{"embedding_id": "%s", "boxes": [[0, 0, 1e999, 5]]}', "boxes"),
+        ('{"embedding_id": "%s", "points": [[1, 1]]', "json"),
+        ("not json at all %s", "json"),
+    ],
+    ids=["nan", "infinity", "overflow-inf", "truncated-json", "not-json"],
+)
+async def test_non_finite_and_malformed_json_is_422(client, embedding_id, raw, word):
+    headers = {"Content-Type": "application/json"}
+    response = await client.post("/segment", content=raw % embedding_id, headers=headers)
+    assert response.status_code == 422, response.text
+    assert word in json.dumps(response.json()["detail"]).lower()
+
+
+async def test_unknown_ids_are_404(client, embedding_id):
+    unknown = "0" * 32
+    response = await client.post("/segment", json={"embedding_id": unknown, "points": [[1, 1]]})
+    assert response.status_code == 404 and "embedding_id" in response.json()["detail"]
+    response = await client.post(
+        "/segment",
+        json={"embedding_id": embedding_id, "points": [[1, 1]], "mask_input_id": unknown},
+    )
+    assert response.status_code == 404 and "logits" in response.json()["detail"]
+    assert (await client.get(f"/logits/{unknown}")).status_code == 404
+    response = await client.post("/segment", json={"points": [[1, 1]]})
+    assert response.status_code == 422 and "embedding_id" in json.dumps(response.json()["detail"])
+
+
+async def test_mask_input_for_another_number_of_prompts_is_422(client, embedding_id):
+    two = {"embedding_id": embedding_id, "boxes": [[0, 0, 50, 50], [10, 10, 60, 60]]}
+    logits_id = (await client.post("/segment", json=two)).json()["logits_id"]
+    three = {**two, "boxes": [*two["boxes"], [5, 5, 20, 20]], "mask_input_id": logits_id}
+    response = await client.post("/segment", json=three)
+    assert response.status_code == 422 and "mask_input_id" in response.json()["detail"]
+
+
+async def test_uploaded_logits(client, embedding_id):
+    stream = io.BytesIO()
+    np.save(stream, np.zeros((64, 64), np.float32))
+    headers = {"Content-Type": "application/octet-stream"}
+    response = await client.post("/logits", content=stream.getvalue(), headers=headers)
+    assert response.status_code == 200, response.text
+    logits_id = response.json()["logits_id"]
+    body = {"embedding_id": embedding_id, "points": [[5, 5]], "mask_input_id": logits_id}
+    assert (await client.post("/segment", json=body)).status_code == 200
+    stream = io.BytesIO()
+    np.save(stream, np.zeros((3, 32), np.float32))
+    response = await client.post("/logits", content=stream.getvalue(), headers=headers)
+    assert response.status_code == 422 and "logits" in response.json()["detail"]
+    response = await client.post("/logits", content=b"garbage", headers=headers)
+    assert response.status_code == 422 and "logits" in response.json()["detail"]

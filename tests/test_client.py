@@ -1,0 +1,159 @@
+"""``repvit_sam.client``: Client and RepViTSAM.remote against the app, through transport seams."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app import Settings, create_app
+from repvit_sam import RepViTSAM, build_repvit_sam
+from repvit_sam.client import (
+    AuthenticationError,
+    Client,
+    ConnectError,
+    NotFoundError,
+    ServiceBusyError,
+    ValidationError,
+)
+from repvit_sam.errors import RemoteError
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("client") / "tiny.pt"
+    torch.save(build_repvit_sam(variant="m0_9", image_size=256).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(checkpoint) -> Iterator[TestClient]:
+    settings = Settings(checkpoint=checkpoint, variant="m0_9", image_size=256, api_key="key")
+    with TestClient(create_app(settings)) as test_client:
+        test_client.portal.call(lambda: test_client.app.state.load_task)
+        yield test_client
+
+
+@pytest.fixture
+def client(served) -> Client:
+    return Client("http://test", api_key="key", transport=served._transport)
+
+
+@pytest.fixture(scope="module")
+def local(checkpoint) -> RepViTSAM:
+    model = build_repvit_sam(checkpoint, variant="m0_9", image_size=256, fuse=True)
+    return RepViTSAM.from_model(model)
+
+
+def png_bytes(seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 255, (90, 130, 3), dtype=np.uint8)
+    stream = io.BytesIO()
+    Image.fromarray(image).save(stream, format="PNG")
+    return stream.getvalue()
+
+
+def test_embed_segment_and_fetch(client, local):
+    data = png_bytes()
+    embedded = client.embed(data)
+    assert (embedded.width, embedded.height) == (130, 90)
+    assert client.embed(data).cached
+    result = client.segment(embedded.embedding_id, points=[[50, 40]], labels=[1], multimask=True)
+    assert len(result.masks) == 3 and {m.prompt for m in result.masks} == {0}
+    expected = local.predict(data, points=[[50, 40]], labels=[1], multimask=True)
+    for item, mask in zip(result.masks, expected.masks, strict=True):
+        np.testing.assert_array_equal(item.decode(), mask)
+    png = client.segment(embedded.embedding_id, boxes=[[5, 5, 60, 60]], format="png")
+    np.testing.assert_array_equal(
+        png.masks[0].decode(), local.predict(data, boxes=[5, 5, 60, 60]).masks[0]
+    )
+    embedding = client.embedding(embedded.embedding_id)
+    assert embedding.original_size == (90, 130)
+    np.testing.assert_allclose(embedding.numpy(), local.embed(data).numpy(), atol=1e-5)
+    assert client.logits(result.logits_id).shape == (1, 3, 64, 64)
+    one_shot = client.segment(image=data, points=[[50, 40]])
+    assert one_shot.embedding_id == embedded.embedding_id
+    client.delete_embedding(embedded.embedding_id)
+    with pytest.raises(NotFoundError) as caught:
+        client.segment(embedded.embedding_id, points=[[1, 1]])
+    assert caught.value.status_code == 404
+
+
+def test_errors_map_to_the_exception_tree(client, served):
+    embedding_id = client.embed(png_bytes(1)).embedding_id
+    with pytest.raises(ValidationError) as caught:
+        client.segment(embedding_id, points=[[1, 1], [2, 2]], labels=[1])
+    assert "labels" in str(caught.value.detail)
+    with pytest.raises(ValidationError):
+        client.embed(b"not an image")
+    with pytest.raises(AuthenticationError):
+        Client("http://test", transport=served._transport).embed(png_bytes())
+    assert isinstance(caught.value, RemoteError)
+
+    def busy(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"detail": "full"}, headers={"Retry-After": "2"})
+
+    with pytest.raises(ServiceBusyError) as caught_busy:
+        Client("http://test", transport=httpx.MockTransport(busy)).embed(b"x")
+    assert caught_busy.value.retry_after == 2.0
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    with pytest.raises(ConnectError):
+        Client("http://test", transport=httpx.MockTransport(down)).embed(b"x")
+    assert not Client("http://test", transport=httpx.MockTransport(down)).healthy()
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        {"points": [[40, 30], [100, 70]], "labels": [1, 0]},
+        {"points": [[40, 30]], "multimask": True},
+        {"boxes": [10, 10, 80, 60]},
+        {"boxes": [[10, 10, 80, 60], [0, 0, 130, 90]], "points": [[40, 30]], "labels": [1]},
+    ],
+    ids=["points", "multimask", "box", "boxes"],
+)
+def test_remote_predict_equals_local_predict(served, local, prompt):
+    remote = RepViTSAM.remote("http://test", api_key="key", transport=served._transport)
+    data = png_bytes(2)
+    got = remote.predict(data, **prompt)
+    expected = local.predict(data, **prompt)
+    assert got.masks.shape == expected.masks.shape
+    np.testing.assert_array_equal(got.masks, expected.masks)
+    np.testing.assert_allclose(got.scores, expected.scores, atol=1e-5)
+    np.testing.assert_allclose(got.low_res_logits, expected.low_res_logits, atol=1e-4)
+    refined = remote.predict(
+        data, points=[[40, 30]], mask_input=got.low_res_logits.reshape(-1, 64, 64)[:1]
+    )
+    local_refined = local.predict(
+        data, points=[[40, 30]], mask_input=expected.low_res_logits.reshape(-1, 64, 64)[:1]
+    )
+    np.testing.assert_array_equal(refined.masks, local_refined.masks)
+
+
+def test_remote_uploads_each_image_once(served):
+    uploads = []
+
+    class Counting(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path == "/embed":
+                uploads.append(request)
+            return served._transport.handle_request(request)
+
+    remote = RepViTSAM.remote("http://test", api_key="key", transport=Counting())
+    data = png_bytes(3)
+    for x in (10, 20, 30):
+        remote.predict(data, points=[[x, x]])
+    assert len(uploads) == 1
+    served.app.state.service.cache.delete("embedding:" + remote.embed(data))
+    remote.predict(data, points=[[5, 5]])  # evicted on the service: uploaded again
+    assert len(uploads) == 2
