@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli_tasks import add_task_parsers, run_amg, run_edges, run_eval_edges
 from .errors import RepViTSAMError
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--overlay", type=Path, help="also write the image with the mask drawn")
     segment.add_argument("--multimask", action="store_true", help="pick the best of 3 candidates")
     _add_model_options(segment)
+    add_task_parsers(sub, _add_model_options)
 
     serve = sub.add_parser(
         "serve",
@@ -176,6 +178,21 @@ def run_serve(args: argparse.Namespace) -> int:
     port = int(os.environ.get("REPVIT_SAM_PORT", "8000"))
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
     return 0
+
+
+@command("amg")
+def run_amg_command(args: argparse.Namespace) -> int:
+    return run_amg(args, load_sam)
+
+
+@command("edges")
+def run_edges_command(args: argparse.Namespace) -> int:
+    return run_edges(args, load_sam)
+
+
+@command("eval-edges")
+def run_eval_edges_command(args: argparse.Namespace) -> int:
+    return run_eval_edges(args, load_sam)
 
 
 def _mask_paths(output: Path, count: int) -> list[Path]:

@@ -215,39 +215,71 @@ class BatchedMaskDecoder(nn.Module):
         Returns:
             Bx(3 or 1)x4hx4w logits and Bx(3 or 1) IoU predictions.
         """
-        outputs = []
+        selected = slice(1, None) if multimask_output else slice(0, 1)
+        masks, ious = [], []
         for start in range(0, sparse_prompt_embeddings.shape[0], self.chunk_size):
             stop = start + self.chunk_size
             dense = None if dense_prompt_embeddings is None else dense_prompt_embeddings[start:stop]
-            outputs.append(
-                self._decode(context, sparse_prompt_embeddings[start:stop], dense, multimask_output)
+            iou, mask_tokens, keys = self.run_transformer(
+                context, sparse_prompt_embeddings[start:stop], dense
             )
-        masks, iou = zip(*outputs, strict=True)
-        return torch.cat(masks), torch.cat(iou)
+            chosen = torch.zeros_like(iou, dtype=torch.bool)
+            chosen[:, selected] = True
+            logits = self.mask_logits(context, keys, mask_tokens, chosen)
+            masks.append(logits.reshape(iou.shape[0], -1, *logits.shape[-2:]))
+            ious.append(iou[:, selected])
+        return torch.cat(masks), torch.cat(ious)
 
-    def _decode(
-        self, context: ImageContext, sparse: Tensor, dense: Tensor | None, multimask: bool
-    ) -> tuple[Tensor, Tensor]:
+    def run_transformer(
+        self, context: ImageContext, sparse: Tensor, dense: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The two-way transformer and the IoU head for B prompts, without drawing masks.
+
+        Args:
+            context: From ``image_context``.
+            sparse: BxTxC sparse prompt embeddings.
+            dense: BxCxhxw dense embeddings of mask prompts, or None for no mask prompt.
+
+        Returns:
+            IoU predictions Bx4 (token 0 is the single-mask output, 1-3 the multimask ones),
+            the mask tokens' outputs Bx4xC and the image tokens BxNxC that masks are drawn from.
+        """
         decoder = self.mask_decoder
         b = sparse.shape[0]
         output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
         tokens = torch.cat([output_tokens[None].expand(b, -1, -1), sparse], dim=1)
         queries, keys = self._transformer(context, tokens, dense)
+        iou = decoder.iou_prediction_head(queries[:, 0])
+        return iou, queries[:, 1 : 1 + decoder.num_mask_tokens], keys
 
-        selected = slice(1, None) if multimask else slice(0, 1)
-        mask_tokens_out = queries[:, 1 : 1 + decoder.num_mask_tokens]
+    def mask_logits(
+        self, context: ImageContext, keys: Tensor, mask_tokens: Tensor, chosen: Tensor
+    ) -> Tensor:
+        """Low-res logits of the chosen (prompt, mask token) pairs only.
+
+        Args:
+            context: From ``image_context``.
+            keys: BxNxC image tokens from ``run_transformer``.
+            mask_tokens: Bx4xC mask tokens from ``run_transformer``.
+            chosen: Bx4 bool, the masks to draw; prompts with none chosen cost nothing.
+
+        Returns:
+            Mx4hx4w logits, M = ``chosen.sum()``, in row-major order of ``chosen``.
+        """
+        decoder = self.mask_decoder
+        prompts = chosen.any(dim=1).nonzero()[:, 0]
+        keys, mask_tokens, chosen = keys[prompts], mask_tokens[prompts], chosen[prompts]
+        b = keys.shape[0]
         hyper_in = torch.stack(
-            [
-                decoder.output_hypernetworks_mlps[i](mask_tokens_out[:, i])
-                for i in range(decoder.num_mask_tokens)[selected]
-            ],
+            [mlp(mask_tokens[:, i]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)],
             dim=2,
-        )  # B x C/8 x M
+        )  # B x C/8 x 4
         upscaled = _upscale(decoder.output_upscaling, keys)  # B x N x 16 x C/8
         n = upscaled.shape[1]
-        masks = (upscaled.reshape(b, n * 16, -1) @ hyper_in).reshape(b, n, 16, -1)
-        iou = decoder.iou_prediction_head(queries[:, 0])[:, selected]
-        return _blocks_to_image(masks, context.size), iou
+        logits = upscaled.reshape(b, n * 16, -1) @ hyper_in  # B x 16N x 4
+        prompt_index, token_index = chosen.nonzero(as_tuple=True)
+        selected = logits[prompt_index, :, token_index]  # M x 16N
+        return _blocks_to_image(selected.reshape(-1, n, 16, 1), context.size)[:, 0]
 
     def _transformer(
         self, context: ImageContext, tokens: Tensor, dense: Tensor | None
