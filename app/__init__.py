@@ -3,8 +3,10 @@
 Layout::
 
     settings.py   Settings from REPVIT_SAM_* environment variables
-    inference.py  InferenceService: owns the model, its executor, the queue and single-flight
+    inference.py  InferenceService: owns the model, its executor, the queue, single-flight and
+                  the time limit of long tasks (automatic masks, edge maps)
     cache.py      EmbeddingCache interface and the in-process MemoryCache (bytes-bounded LRU)
+    bodies.py     request bodies: JSON against an embedding_id, or multipart with the image
     encoding.py   masks as COCO RLE, base64 PNG or polygons
     schemas.py    request and response models (with the OpenAPI examples)
     errors.py     the only place that maps exceptions to HTTP statuses

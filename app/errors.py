@@ -3,7 +3,7 @@
 ::
 
     repvit_sam.RepViTSAMError
-    ├── InvalidInputError            422 (bad prompt, mask input, image content)
+    ├── InvalidInputError            422 (bad prompt, mask input, parameter, image content)
     │   ├── InvalidImageError        422 (not an image, truncated, zero bytes)
     │   │   └── ImageTooLargeError   413 (too many pixels, decompression bomb)
     │   └── PayloadTooLargeError     413 (upload larger than max_upload_bytes)
@@ -12,6 +12,11 @@
         ├── UnauthorizedError        401 (missing or wrong X-API-Key)
         ├── NotReadyError            503 (model still loading)
         └── BusyError                503 + Retry-After (model queue full)
+    ├── repvit_sam.CancelledError    503 (a /masks or /edges task stopped: the client went away)
+    │   └── DeadlineExceededError    504 (the task ran past max_task_seconds)
+
+A task past its time limit is 504, not 503: retrying the same request is unlikely to help,
+asking for less work (a smaller point grid, fewer crop layers) or raising the limit does.
 """
 
 from __future__ import annotations
@@ -24,7 +29,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from repvit_sam import ImageTooLargeError, InvalidInputError, RepViTSAMError
+from repvit_sam import (
+    CancelledError,
+    DeadlineExceededError,
+    ImageTooLargeError,
+    InvalidInputError,
+    RepViTSAMError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +84,20 @@ def _status_of(err: RepViTSAMError) -> tuple[int, dict[str, str]]:
         return 503, {"Retry-After": str(err.retry_after)}
     if isinstance(err, NotReadyError):
         return 503, {"Retry-After": "1"}
+    if isinstance(err, DeadlineExceededError):
+        return 504, {}
+    if isinstance(err, CancelledError):
+        return 503, {}
     return 500, {}
 
 
 async def handle_library_error(request: Request, err: Exception) -> JSONResponse:
     assert isinstance(err, RepViTSAMError)
     status, headers = _status_of(err)
-    if status >= 500:
+    if status == 500:
         logger.error("%s %s failed: %s", request.method, request.url.path, err, exc_info=err)
+    elif status > 500:
+        logger.warning("%s %s -> %d: %s", request.method, request.url.path, status, err)
     else:
         logger.debug("%s %s -> %d: %s", request.method, request.url.path, status, err)
     return JSONResponse({"detail": str(err)}, status_code=status, headers=headers)

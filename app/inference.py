@@ -3,15 +3,19 @@
 The model runs on a dedicated single-thread executor, so encoder and decoder calls are
 serialised and the event loop never blocks on torch. At most ``queue_size`` model calls wait or
 run at once; more are refused with ``BusyError`` (503 + Retry-After) instead of piling up.
-Concurrent embeds of the same image share one encoder call (single-flight).
+Concurrent embeds of the same image share one encoder call (single-flight). Long tasks
+(automatic masks, edge maps) run under a time limit, ``max_task_seconds``, and stop early when
+their caller goes away.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +24,17 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from repvit_sam import ImageEmbedding, Predictor, build_repvit_sam, download_weights
+from repvit_sam import (
+    DeadlineExceededError,
+    EdgeDetector,
+    EdgeMap,
+    ImageEmbedding,
+    InvalidInputError,
+    MaskGenerator,
+    Predictor,
+    build_repvit_sam,
+    download_weights,
+)
 from repvit_sam.api import image_key
 from repvit_sam.weights import sha256_of
 
@@ -34,6 +48,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 EMBEDDING_PREFIX = "embedding:"
 LOGITS_PREFIX = "logits:"
+# How long past a task's deadline the request waits before answering 504 without the model
+# thread's own report (which arrives at the task's next step).
+DEADLINE_GRACE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -148,6 +165,34 @@ class InferenceService:
             return await loop.run_in_executor(self._executor, function, *args)
         finally:
             self._pending -= 1
+
+    async def run_task(self, function: Callable[..., T], *args: Any) -> T:
+        """Runs ``function(*args, deadline=..., cancel=...)`` on the model thread, time-limited.
+
+        The limit, ``max_task_seconds``, counts from this call, queue wait included. The task
+        checks ``deadline`` (a ``time.monotonic()`` value) between its steps; the wait here is
+        bounded by it too, so the answer is ``DeadlineExceededError`` (504), never a hang. When
+        the caller goes away or the wait times out, ``cancel()`` turns True: a task still
+        waiting in the queue never starts, a running one stops at its next step (work after
+        its last step, such as small-region removal, finishes first).
+        """
+        limit = self.settings.max_task_seconds
+        deadline = time.monotonic() + limit
+        stop = threading.Event()
+        task = functools.partial(function, deadline=deadline, cancel=stop.is_set)
+        try:
+            return await asyncio.wait_for(
+                self.run(task, *args), timeout=limit + DEADLINE_GRACE_SECONDS
+            )
+        except (TimeoutError, asyncio.TimeoutError) as err:  # the task's check or the wait
+            step = f" ({err})" if str(err) else ""
+            raise DeadlineExceededError(
+                f"the task did not finish within max_task_seconds={limit:g}{step}; ask for less "
+                "work (a smaller points_per_side, fewer crop_n_layers) or raise "
+                "REPVIT_SAM_MAX_TASK_SECONDS"
+            ) from err
+        finally:
+            stop.set()
 
     def _require_predictor(self) -> Predictor:
         if self.predictor is None:
@@ -267,3 +312,83 @@ class InferenceService:
         assert isinstance(logits, np.ndarray)
         best = np.asarray(entry.meta["best"], dtype=np.int64)
         return logits, logits[np.arange(len(best)), best][:, None]
+
+    # Everything mode ---------------------------------------------------------------------------
+
+    async def generate_masks(
+        self, embedding: ImageEmbedding, pixels: np.ndarray | None, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """``MaskGenerator(model, **params).generate(...)`` records, with COCO RLE masks.
+
+        Args:
+            embedding: The image's embedding.
+            pixels: The HxWx3 uint8 image; None when only the embedding is known, which is
+                enough for ``crop_n_layers`` 0 only (crops are encoded from their pixels).
+            params: The generator's parameters (validated again by ``MaskGenerator``).
+        """
+        if pixels is None and params.get("crop_n_layers", 0):
+            raise InvalidInputError(
+                "crop_n_layers > 0 needs the image's pixels, not only its embedding: send the "
+                "image as multipart (image + request) instead of an embedding_id"
+            )
+        return await self.run_task(self._generate_masks, embedding, pixels, params)
+
+    def _generate_masks(
+        self,
+        embedding: ImageEmbedding,
+        pixels: np.ndarray | None,
+        params: dict[str, Any],
+        *,
+        deadline: float,
+        cancel: Callable[[], bool],
+    ) -> list[dict[str, Any]]:
+        predictor = self._require_predictor()
+        started = time.perf_counter()
+        generator = MaskGenerator(predictor.model, **{**params, "output_mode": "coco_rle"})
+        records = generator.generate(
+            _image_or_stand_in(embedding, pixels),
+            embedding=embedding,
+            deadline=deadline,
+            cancel=cancel,
+        )
+        self.metrics.observe_model("masks", time.perf_counter() - started)
+        logger.debug("generated %d masks", len(records))
+        return records
+
+    async def detect_edges(
+        self, embedding: ImageEmbedding, pixels: np.ndarray | None, params: dict[str, Any]
+    ) -> EdgeMap:
+        """``EdgeDetector(model, **params).detect(...)`` of the image (pixels may be None)."""
+        return await self.run_task(self._detect_edges, embedding, pixels, params)
+
+    def _detect_edges(
+        self,
+        embedding: ImageEmbedding,
+        pixels: np.ndarray | None,
+        params: dict[str, Any],
+        *,
+        deadline: float,
+        cancel: Callable[[], bool],
+    ) -> EdgeMap:
+        predictor = self._require_predictor()
+        started = time.perf_counter()
+        detector = EdgeDetector(predictor.model, **params)
+        edge_map = detector.detect(
+            _image_or_stand_in(embedding, pixels),
+            embedding=embedding,
+            deadline=deadline,
+            cancel=cancel,
+        )
+        self.metrics.observe_model("edges", time.perf_counter() - started)
+        return edge_map
+
+
+def _image_or_stand_in(embedding: ImageEmbedding, pixels: np.ndarray | None) -> np.ndarray:
+    """The image, or a zero-copy HxWx3 stand-in of its size when only the embedding is known.
+
+    Given an embedding of the whole image, ``MaskGenerator`` (with one crop) and
+    ``EdgeDetector`` encode nothing and read only the image's size.
+    """
+    if pixels is not None:
+        return pixels
+    return np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (*embedding.original_size, 3))

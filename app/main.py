@@ -19,7 +19,7 @@ from .deps import require_api_key
 from .errors import install_error_handlers, payload_too_large
 from .inference import InferenceService
 from .metrics import Metrics
-from .routes import embed, embeddings, health, segment
+from .routes import embed, embeddings, everything, health, segment
 from .settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(embed.router, dependencies=secured)
     app.include_router(segment.router, dependencies=secured)
     app.include_router(embeddings.router, dependencies=secured)
+    app.include_router(everything.router, dependencies=secured)
     app.include_router(health.router)
     if settings.cors_origins:
         app.add_middleware(

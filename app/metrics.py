@@ -8,7 +8,10 @@ from collections import defaultdict
 
 from .cache import CacheStats
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Up to 2 minutes: /masks and /edges tasks may run until max_task_seconds (120 s by default).
+LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0
+)  # fmt: skip
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -46,7 +49,11 @@ class _Histogram:
 
 
 class Metrics:
-    """What /metrics reports: requests and latency by route and status, model time, queue."""
+    """What /metrics reports: requests and latency by route and status, model time, queue.
+
+    Routes need no registration: /masks and /edges appear under their own ``route`` label,
+    and their model time under ``stage="masks"`` and ``stage="edges"``.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -62,7 +69,7 @@ class Metrics:
             self._latency.setdefault(labels, _Histogram(LATENCY_BUCKETS)).observe(seconds)
 
     def observe_model(self, stage: str, seconds: float) -> None:
-        """Time of one model call; ``stage`` is "encoder" or "decoder"."""
+        """Time of one model call; ``stage`` is "encoder", "decoder", "masks" or "edges"."""
         with self._lock:
             self._model.setdefault((("stage", stage),), _Histogram(LATENCY_BUCKETS)).observe(
                 seconds
@@ -92,7 +99,7 @@ class Metrics:
             header("repvit_sam_request_seconds", "histogram", "HTTP request latency.")
             for labels, histogram in sorted(self._latency.items()):
                 out.extend(histogram.render("repvit_sam_request_seconds", labels))
-            header("repvit_sam_model_seconds", "histogram", "Encoder and decoder time per call.")
+            header("repvit_sam_model_seconds", "histogram", "Model time per call by stage.")
             for labels, histogram in sorted(self._model.items()):
                 out.extend(histogram.render("repvit_sam_model_seconds", labels))
             header("repvit_sam_queue_rejected_total", "counter", "Model calls refused (503).")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .encoding import MaskFormat
 
@@ -153,6 +160,203 @@ class LogitsResponse(BaseModel):
     logits_id: str
 
 
+def _at_most_setting(value: int, info: ValidationInfo) -> int:
+    """Bounds ``value`` by the setting ``max_<field>`` passed in the validation context."""
+    limit = (info.context or {}).get(f"max_{info.field_name}")
+    if limit is not None and value > limit:
+        setting = f"REPVIT_SAM_MAX_{str(info.field_name).upper()}"
+        raise ValueError(f"{info.field_name} must be at most {limit} on this service ({setting})")
+    return value
+
+
+class MasksRequest(BaseModel):
+    """``SamAutomaticMaskGenerator``'s parameters, same names and defaults, bounded.
+
+    Masks always come back as COCO RLE (``output_mode`` may only be "coco_rle").
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {"embedding_id": EXAMPLE_ID, "points_per_side": 32, "pred_iou_thresh": 0.88},
+                {
+                    "embedding_id": EXAMPLE_ID,
+                    "points_per_side": 16,
+                    "stability_score_thresh": 0.9,
+                    "min_mask_region_area": 100,
+                },
+            ]
+        },
+    )
+
+    embedding_id: str | None = Field(
+        default=None,
+        pattern=ID_PATTERN,
+        description="From /embed. Leave out when uploading the image with the request.",
+    )
+    points_per_side: int = Field(
+        default=32, ge=1, description="Grid points per side (at most max_points_per_side)."
+    )
+    points_per_batch: int = Field(
+        default=64, ge=1, description="Prompts decoded together (at most max_points_per_batch)."
+    )
+    pred_iou_thresh: float = Field(default=0.88, ge=0, le=1, description="0 disables.")
+    stability_score_thresh: float = Field(default=0.95, ge=0, le=1, description="0 disables.")
+    stability_score_offset: float = Field(default=1.0, gt=0, le=100)
+    box_nms_thresh: float = Field(default=0.7, ge=0, le=1)
+    crop_n_layers: int = Field(
+        default=0, ge=0, le=2, description="Above 0 the image must be uploaded, not an id."
+    )
+    crop_nms_thresh: float = Field(default=0.7, ge=0, le=1)
+    crop_overlap_ratio: float = Field(default=512 / 1500, ge=0, lt=1)
+    crop_n_points_downscale_factor: int = Field(default=1, ge=1, le=64)
+    min_mask_region_area: int = Field(
+        default=0, ge=0, description="Remove holes and islands smaller than this (pixels)."
+    )
+    output_mode: Literal["coco_rle"] = Field(
+        default="coco_rle", description="Only COCO RLE over HTTP."
+    )
+
+    _limits = field_validator("points_per_side", "points_per_batch")(_at_most_setting)
+
+    def generator_params(self) -> dict[str, Any]:
+        """The keyword arguments of ``repvit_sam.MaskGenerator``."""
+        return self.model_dump(exclude={"embedding_id"})
+
+
+class Rle(BaseModel):
+    """COCO compressed RLE (pycocotools ``mask.decode`` reads it)."""
+
+    size: list[int] = Field(description="[h, w]")
+    counts: str
+
+
+class AutoMask(BaseModel):
+    """One record of ``SamAutomaticMaskGenerator.generate`` (XY pixels of the image)."""
+
+    segmentation: Rle
+    area: int
+    bbox: list[int] = Field(description="[x, y, w, h] of the mask.")
+    predicted_iou: float
+    point_coords: list[list[float]] = Field(description="[[x, y]], the point prompt.")
+    stability_score: float
+    crop_box: list[int] = Field(description="[x, y, w, h] of the crop it was found in.")
+
+
+class MasksResponse(BaseModel):
+    """The answer of ``POST /masks``, masks in the generator's order."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "embedding_id": EXAMPLE_ID,
+                    "width": 640,
+                    "height": 480,
+                    "masks": [
+                        {
+                            "segmentation": {"size": [480, 640], "counts": "Sf`61Y>1N2..."},
+                            "area": 5012,
+                            "bbox": [280, 200, 90, 70],
+                            "predicted_iou": 0.95,
+                            "point_coords": [[310.0, 230.0]],
+                            "stability_score": 0.97,
+                            "crop_box": [0, 0, 640, 480],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    embedding_id: str
+    width: int
+    height: int
+    masks: list[AutoMask]
+
+
+EdgeFormat = Literal["png", "npy", "json"]
+
+
+class EdgesRequest(BaseModel):
+    """``repvit_sam.EdgeDetector``'s parameters (SAM's zero-shot edge protocol), bounded."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {"embedding_id": EXAMPLE_ID},
+                {"embedding_id": EXAMPLE_ID, "points_per_side": 16, "format": "npy"},
+            ]
+        },
+    )
+
+    embedding_id: str | None = Field(
+        default=None,
+        pattern=ID_PATTERN,
+        description="From /embed. Leave out when uploading the image with the request.",
+    )
+    points_per_side: int = Field(
+        default=16, ge=1, description="Prompt grid (at most max_edge_points_per_side)."
+    )
+    points_per_batch: int = Field(
+        default=64, ge=1, description="Prompts decoded together (at most max_points_per_batch)."
+    )
+    nms_thresh: float = Field(default=0.7, ge=0, le=1, description="Mask NMS box IoU.")
+    boundary_width: int = Field(default=1, ge=1, le=16)
+    format: EdgeFormat = Field(
+        default="png",
+        description='"png": 8-bit PNG; "npy": the float32 HxW map in [0, 1] as .npy; '
+        '"json": EdgesResponse with that .npy base64-encoded.',
+    )
+
+    @field_validator("points_per_side")
+    @classmethod
+    def _grid_limit(cls, value: int, info: ValidationInfo) -> int:
+        limit = (info.context or {}).get("max_edge_points_per_side")
+        if limit is not None and value > limit:
+            raise ValueError(
+                f"points_per_side must be at most {limit} on this service "
+                "(REPVIT_SAM_MAX_EDGE_POINTS_PER_SIDE)"
+            )
+        return value
+
+    _batch_limit = field_validator("points_per_batch")(_at_most_setting)
+
+    def detector_params(self) -> dict[str, Any]:
+        """The keyword arguments of ``repvit_sam.EdgeDetector``."""
+        return self.model_dump(exclude={"embedding_id", "format"})
+
+
+class EdgesResponse(BaseModel):
+    """The answer of ``POST /edges`` with ``format: "json"``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "embedding_id": EXAMPLE_ID,
+                    "width": 640,
+                    "height": 480,
+                    "num_masks": 768,
+                    "num_kept": 301,
+                    "edges": "k05VTVBZAQB2AHsnZGVzY3InOiAnPGY0Jywg...",
+                }
+            ]
+        }
+    )
+
+    embedding_id: str
+    width: int
+    height: int
+    num_masks: int = Field(description="Masks predicted (3 per grid point).")
+    num_kept: int = Field(description="Masks left after NMS, whose edges form the map.")
+    edges: str = Field(description="Base64 of a .npy file: HxW float32 in [0, 1].")
+
+
 class Health(BaseModel):
     """Liveness and readiness."""
 
@@ -175,6 +379,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "image is 20000x20000 = 400000000 pixels, more than the limit 50000000",
         422: [{"loc": ["body", "labels"], "msg": "labels must have one label per point"}],
         503: "the model queue is full (64 calls); retry later",
+        504: "the task did not finish within max_task_seconds=120 (deadline passed after 3 of "
+        "17 steps); ask for less work (a smaller points_per_side, fewer crop_n_layers) or raise "
+        "REPVIT_SAM_MAX_TASK_SECONDS",
     }
     return {
         status: {

@@ -32,6 +32,12 @@ class Settings(BaseSettings):
         cors_origins: Origins allowed by CORS, comma-separated in the environment.
         queue_size: Model calls waiting or running at most; more get 503 with Retry-After.
         retry_after_seconds: The Retry-After sent with those 503s.
+        max_task_seconds: Time limit of one /masks or /edges task, queue wait included
+            (504 beyond).
+        max_points_per_side: Largest /masks ``points_per_side`` (422 beyond).
+        max_edge_points_per_side: Largest /edges ``points_per_side``; the edge detector keeps
+            the logits of every grid mask, so memory grows with its square (422 beyond).
+        max_points_per_batch: Largest ``points_per_batch`` of /masks and /edges (422 beyond).
         host: Address ``repvit-sam serve`` binds.
         port: Port ``repvit-sam serve`` binds.
     """
@@ -54,6 +60,10 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     queue_size: int = Field(default=64, gt=0)
     retry_after_seconds: int = Field(default=1, ge=0)
+    max_task_seconds: float = Field(default=120.0, gt=0)
+    max_points_per_side: int = Field(default=64, gt=0)
+    max_edge_points_per_side: int = Field(default=32, gt=0)
+    max_points_per_batch: int = Field(default=256, gt=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
 

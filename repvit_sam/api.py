@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from segment_anything.modeling import Sam
 
+from .backends import Encoder, make_encoder
 from .build import build_repvit_sam
 from .build import fuse as fuse_model
 from .checkpoint import CheckpointSource
@@ -84,6 +85,9 @@ class RepViTSAM:
         fuse: Re-parameterise the encoder (same outputs, faster).
         cache_size: How many image embeddings to keep (least recently used are dropped).
         image_size: Input side of a model trained at other than 1024 (see ``build_repvit_sam``).
+        backend: Image encoder runtime: "torch", "onnxruntime", "openvino" or "auto" (the
+            fastest exact one installed, see ``repvit_sam.backends``).
+        precision: "fp32", or "bf16"/"fp16" autocast on CUDA (faster, not exact).
     """
 
     def __init__(
@@ -95,6 +99,8 @@ class RepViTSAM:
         fuse: bool = True,
         cache_size: int = 4,
         image_size: int | None = None,
+        backend: str = "torch",
+        precision: str = "fp32",
     ) -> None:
         if checkpoint is None:
             raise InvalidInputError(
@@ -105,13 +111,16 @@ class RepViTSAM:
         model = build_repvit_sam(
             checkpoint, variant=variant, fuse=fuse, device=device, image_size=image_size
         )
-        self._init(model, cache_size)
+        encoder = None
+        if backend != "torch" or precision != "fp32" or fuse:
+            encoder = make_encoder(model, backend, precision=precision)
+        self._init(model, cache_size, encoder)
 
-    def _init(self, model: Sam, cache_size: int) -> None:
+    def _init(self, model: Sam, cache_size: int, encoder: Encoder | None = None) -> None:
         if cache_size < 0:
             raise InvalidInputError(f"cache_size must be >= 0, got {cache_size}")
         self.model = model
-        self.predictor = Predictor(model)
+        self.predictor = Predictor(model, encoder=encoder)
         self.cache_size = cache_size
         self._cache: OrderedDict[str, ImageEmbedding] = OrderedDict()
         self._lock = threading.Lock()
@@ -133,16 +142,26 @@ class RepViTSAM:
         fuse: bool = True,
         cache_size: int = 4,
         progress: bool = True,
+        backend: str = "torch",
+        precision: str = "fp32",
     ) -> RepViTSAM:
         """Downloads (once, verified) and loads published weights, by default the official ones."""
         spec = get_weights_spec(name)
         path = download_weights(name, cache_dir, progress=progress)
-        return cls(path, variant=spec.variant, device=device, fuse=fuse, cache_size=cache_size)
+        return cls(
+            path,
+            variant=spec.variant,
+            device=device,
+            fuse=fuse,
+            cache_size=cache_size,
+            backend=backend,
+            precision=precision,
+        )
 
     @classmethod
     def remote(cls, base_url: str, *, api_key: str | None = None, **client_options: Any):
         """A client of a running ``repvit-sam serve`` with this class's ``predict``."""
-        from .client import RemoteRepViTSAM
+        from .remote import RemoteRepViTSAM
 
         return RemoteRepViTSAM(base_url, api_key=api_key, **client_options)
 

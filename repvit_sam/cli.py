@@ -61,16 +61,21 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default="m2_3", help="encoder variant of the checkpoint")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--no-fuse", action="store_true", help="run the unfused encoder")
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=("auto", "torch", "onnxruntime", "openvino"),
+        help="image encoder runtime (auto: the fastest exact one installed)",
+    )
 
 
 def load_sam(args: argparse.Namespace):
     from .api import RepViTSAM
 
+    options = {"device": args.device, "fuse": not args.no_fuse, "backend": args.backend}
     if args.checkpoint is None:
-        return RepViTSAM.from_pretrained(device=args.device, fuse=not args.no_fuse)
-    return RepViTSAM(
-        args.checkpoint, variant=args.variant, device=args.device, fuse=not args.no_fuse
-    )
+        return RepViTSAM.from_pretrained(**options)
+    return RepViTSAM(args.checkpoint, variant=args.variant, **options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +116,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(segment)
     add_task_parsers(sub, _add_model_options)
 
+    export = sub.add_parser(
+        "export-onnx",
+        help="write the image encoder and a SAM-compatible decoder as ONNX",
+        description="Writes encoder.onnx (fixed 1024 input) and decoder.onnx (segment-anything's "
+        "ONNX signature, dynamic number of points) into OUTPUT.",
+    )
+    export.add_argument("output", type=Path, help="folder to write the two .onnx files into")
+    export.add_argument(
+        "--preprocess",
+        action="store_true",
+        help="encoder takes an HxWx3 0..255 image (longest side 1024) and normalises/pads it",
+    )
+    export.add_argument("--return-single-mask", action="store_true", help="decoder: best mask only")
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    export.add_argument("--checkpoint", type=Path, help="checkpoint (default: official weights)")
+    export.add_argument("--variant", default="m2_3", help="encoder variant of the checkpoint")
+
     serve = sub.add_parser(
         "serve",
         help="run the HTTP service (pip install 'repvit-sam[server]')",
@@ -121,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--checkpoint", type=Path, help="checkpoint (default: official weights)")
     serve.add_argument("--variant", help="encoder variant of the checkpoint")
     serve.add_argument("--device", help="cpu, cuda, cuda:1, ...")
+    _add_distill_parser(sub)
     return parser
 
 
@@ -177,6 +200,40 @@ def run_serve(args: argparse.Namespace) -> int:
     host = os.environ.get("REPVIT_SAM_HOST", "127.0.0.1")
     port = int(os.environ.get("REPVIT_SAM_PORT", "8000"))
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
+    return 0
+
+
+def _add_distill_parser(sub: argparse._SubParsersAction) -> None:
+    from .distill.cli import add_parser
+
+    add_parser(sub)
+
+
+@command("distill")
+def run_distill(args: argparse.Namespace) -> int:
+    from .distill.cli import run
+
+    return run(args)
+
+
+@command("export-onnx")
+def run_export_onnx(args: argparse.Namespace) -> int:
+    from .build import build_repvit_sam
+    from .onnx_export import export_decoder, export_encoder
+    from .weights import download_weights
+
+    checkpoint = args.checkpoint or download_weights()
+    model = build_repvit_sam(checkpoint, variant=args.variant)
+    encoder = export_encoder(
+        model, args.output / "encoder.onnx", preprocess=args.preprocess, opset=args.opset
+    )
+    decoder = export_decoder(
+        model,
+        args.output / "decoder.onnx",
+        return_single_mask=args.return_single_mask,
+        opset=args.opset,
+    )
+    print(json.dumps({"encoder": str(encoder), "decoder": str(decoder)}))
     return 0
 
 

@@ -2,8 +2,9 @@
 
 ::
 
-    Client(base_url, api_key=None)      embed(image), segment(...), embedding(id), logits(id)
-    RemoteRepViTSAM(base_url)           RepViTSAM.predict over HTTP (RepViTSAM.remote(...))
+    Client(base_url, api_key=None)      embed(image), segment(...), embedding(id), logits(id),
+                                        masks(...) (segment everything), edges(...)
+    RemoteRepViTSAM(base_url)           RepViTSAM.predict over HTTP (repvit_sam.remote)
 
 Errors (all ``repvit_sam.errors.RemoteError``, with ``status_code`` and ``detail``)::
 
@@ -15,42 +16,42 @@ Errors (all ``repvit_sam.errors.RemoteError``, with ``status_code`` and ``detail
     ├── ValidationError        400/422: bad image or prompt; ``detail`` names the field
     ├── ServiceBusyError       503: queue full or model loading; ``retry_after`` seconds
     └── ServerError            other 5xx
+        └── TaskTimeoutError   504: a /masks or /edges task ran past the service's time limit
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 import httpx
 import numpy as np
 from PIL import Image
 
-from .api import Prediction
 from .embedding import ImageEmbedding
 from .errors import InvalidInputError, RemoteError
-from .image_io import ImageSource, load_image
+from .image_io import load_image
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "AuthenticationError",
+    "AutoMask",
     "Client",
     "ConnectError",
     "EmbedResult",
     "MaskResult",
+    "MasksResult",
     "NotFoundError",
     "PayloadTooLargeError",
-    "RemoteRepViTSAM",
     "SegmentResult",
     "ServerError",
     "ServiceBusyError",
+    "TaskTimeoutError",
     "ValidationError",
 ]
 
@@ -87,12 +88,17 @@ class ServerError(RemoteError):
     """Any other 5xx."""
 
 
+class TaskTimeoutError(ServerError):
+    """504: the task ran past the service's time limit; ask for less work or raise the limit."""
+
+
 _BY_STATUS: dict[int, type[RemoteError]] = {
     400: ValidationError,
     401: AuthenticationError,
     404: NotFoundError,
     413: PayloadTooLargeError,
     422: ValidationError,
+    504: TaskTimeoutError,
 }
 
 
@@ -131,6 +137,41 @@ class SegmentResult:
     height: int
     masks: list[MaskResult]
     logits_id: str
+
+
+@dataclass(frozen=True)
+class AutoMask:
+    """One record of /masks, as ``SamAutomaticMaskGenerator.generate`` with COCO RLE output.
+
+    Attributes:
+        segmentation: COCO RLE ``{"size": [h, w], "counts": str}``; ``decode()`` gives the mask.
+        area: Pixels in the mask.
+        bbox: (x, y, w, h) of the mask in pixels.
+        predicted_iou: The decoder's predicted IoU.
+        point_coords: [[x, y]], the point prompt in pixels.
+        stability_score: IoU of the mask thresholded above and below the mask threshold.
+        crop_box: (x, y, w, h) of the image crop the mask was found in.
+    """
+
+    segmentation: dict[str, Any]
+    area: int
+    bbox: tuple[int, int, int, int]
+    predicted_iou: float
+    point_coords: list[list[float]]
+    stability_score: float
+    crop_box: tuple[int, int, int, int]
+
+    def decode(self) -> np.ndarray:
+        """The HxW bool mask."""
+        return _decode_rle(self.segmentation)
+
+
+@dataclass(frozen=True)
+class MasksResult:
+    embedding_id: str
+    width: int
+    height: int
+    masks: list[AutoMask]
 
 
 def _decode_rle(rle: dict[str, Any]) -> np.ndarray:
@@ -220,7 +261,7 @@ class Client:
 
     def embed(self, image: bytes | str | Any, filename: str = "image") -> EmbedResult:
         """Uploads an image (encoded bytes, a path, or anything ``load_image`` reads)."""
-        data = _encoded(image)
+        data = encode_image(image)
         response = self._request("POST", "/embed", files={"image": (filename, data)})
         return EmbedResult(**response.json())
 
@@ -247,7 +288,7 @@ class Client:
         if mask_input_id is not None:
             body["mask_input_id"] = mask_input_id
         if image is not None:
-            files = {"image": ("image", _encoded(image))}
+            files = {"image": ("image", encode_image(image))}
             response = self._request(
                 "POST", "/segment", files=files, data={"request": json.dumps(body)}
             )
@@ -263,6 +304,103 @@ class Client:
             for m in payload.pop("masks")
         ]
         return SegmentResult(masks=masks, **payload)
+
+    def _post_task(
+        self, path: str, embedding_id: str | None, image: Any, body: dict[str, Any], **kwargs: Any
+    ) -> httpx.Response:
+        """POSTs ``body`` as JSON against ``embedding_id``, or as multipart with ``image``."""
+        if image is not None:
+            files = {"image": ("image", encode_image(image))}
+            data = {"request": json.dumps(body)}
+            return self._request("POST", path, files=files, data=data, **kwargs)
+        if embedding_id is None:
+            raise InvalidInputError(f"{path.strip('/')} needs embedding_id or image")
+        return self._request("POST", path, json={**body, "embedding_id": embedding_id}, **kwargs)
+
+    def masks(
+        self,
+        embedding_id: str | None = None,
+        *,
+        image: Any = None,
+        timeout: float | None = None,
+        **params: Any,
+    ) -> MasksResult:
+        """Segments everything: ``SamAutomaticMaskGenerator``'s records, computed by the service.
+
+        Args:
+            embedding_id: From ``embed``; or leave out and pass ``image``.
+            image: Encoded bytes, a path, or anything ``load_image`` reads; needed for
+                ``crop_n_layers`` > 0.
+            timeout: Seconds for this request (default: the client's); generation can take
+                up to the service's time limit (120 s by default).
+            **params: ``SamAutomaticMaskGenerator``'s parameters (points_per_side,
+                pred_iou_thresh, stability_score_thresh, crop_n_layers, ...); the service
+                bounds them and says which one it refused (``ValidationError``).
+
+        Raises:
+            TaskTimeoutError: The service's time limit passed first.
+        """
+        options = {} if timeout is None else {"timeout": timeout}
+        response = self._post_task("/masks", embedding_id, image, params, **options)
+        payload = response.json()
+        masks = [
+            AutoMask(**{**m, "bbox": tuple(m["bbox"]), "crop_box": tuple(m["crop_box"])})
+            for m in payload.pop("masks")
+        ]
+        return MasksResult(masks=masks, **payload)
+
+    @overload
+    def edges(
+        self,
+        embedding_id: str | None = ...,
+        *,
+        image: Any = ...,
+        format: Literal["npy"] = ...,
+        timeout: float | None = ...,
+        **params: Any,
+    ) -> np.ndarray: ...
+
+    @overload
+    def edges(
+        self,
+        embedding_id: str | None = ...,
+        *,
+        image: Any = ...,
+        format: Literal["png"],
+        timeout: float | None = ...,
+        **params: Any,
+    ) -> bytes: ...
+
+    def edges(
+        self,
+        embedding_id: str | None = None,
+        *,
+        image: Any = None,
+        format: Literal["npy", "png"] = "npy",
+        timeout: float | None = None,
+        **params: Any,
+    ) -> np.ndarray | bytes:
+        """The image's edge map (SAM's zero-shot edge detection), computed by the service.
+
+        Args:
+            embedding_id: From ``embed``; or leave out and pass ``image``.
+            image: Encoded bytes, a path, or anything ``load_image`` reads.
+            format: "npy": an HxW float32 array in [0, 1]; "png": the 8-bit PNG's bytes.
+            timeout: Seconds for this request (default: the client's).
+            **params: ``EdgeDetector``'s parameters: points_per_side (16), points_per_batch,
+                nms_thresh (0.7), boundary_width (1).
+
+        Raises:
+            TaskTimeoutError: The service's time limit passed first.
+        """
+        if format not in ("npy", "png"):
+            raise InvalidInputError(f"format must be 'npy' or 'png', got {format!r}")
+        options = {} if timeout is None else {"timeout": timeout}
+        body = {**params, "format": format}
+        response = self._post_task("/edges", embedding_id, image, body, **options)
+        if format == "png":
+            return response.content
+        return np.load(io.BytesIO(response.content), allow_pickle=False)
 
     def embedding(self, embedding_id: str) -> ImageEmbedding:
         """The cached embedding, to run the decoder locally."""
@@ -289,7 +427,7 @@ class Client:
         return response.json()["logits_id"]
 
 
-def _encoded(image: Any) -> bytes:
+def encode_image(image: Any) -> bytes:
     """Encoded image bytes: files and bytes as they are, arrays and PIL images as PNG."""
     if isinstance(image, (bytes, bytearray, memoryview)):
         return bytes(image)
@@ -299,70 +437,3 @@ def _encoded(image: Any) -> bytes:
     stream = io.BytesIO()
     Image.fromarray(load_image(image)).save(stream, format="PNG")
     return stream.getvalue()
-
-
-class RemoteRepViTSAM:
-    """``RepViTSAM.predict`` against a running service; each image is uploaded only once.
-
-    Args:
-        base_url: Where the service listens.
-        api_key: Sent as ``X-API-Key``.
-        cache_size: How many image -> embedding id pairs to remember.
-        **client_options: Passed to ``Client`` (``timeout``, ``transport``).
-    """
-
-    def __init__(
-        self, base_url: str, *, api_key: str | None = None, cache_size: int = 64, **client_options
-    ) -> None:
-        self.client = Client(base_url, api_key, **client_options)
-        self.cache_size = cache_size
-        self._ids: OrderedDict[str, str] = OrderedDict()
-
-    def close(self) -> None:
-        self.client.close()
-
-    def embed(self, image: ImageSource) -> str:
-        """The service's embedding id of ``image``, uploading it on first use."""
-        data = _encoded(image)
-        key = hashlib.blake2b(data, digest_size=16).hexdigest()
-        if key in self._ids:
-            self._ids.move_to_end(key)
-            return self._ids[key]
-        embedding_id = self.client.embed(data).embedding_id
-        self._ids[key] = embedding_id
-        while len(self._ids) > self.cache_size:
-            self._ids.popitem(last=False)
-        return embedding_id
-
-    def predict(
-        self,
-        image: ImageSource,
-        points: Any = None,
-        labels: Any = None,
-        boxes: Any = None,
-        mask_input: Any = None,
-        multimask: bool = False,
-    ) -> Prediction:
-        """Same arguments and result as ``RepViTSAM.predict`` (see there)."""
-        if isinstance(image, ImageEmbedding):
-            raise TypeError("a remote model takes images, not ImageEmbedding values")
-        batched = boxes is not None and np.ndim(boxes) == 2
-        mask_input_id = None
-        if mask_input is not None:
-            mask_input_id = self.client.upload_logits(np.asarray(mask_input))
-        embedding_id = self.embed(image)
-        kwargs = {"mask_input_id": mask_input_id, "multimask": multimask}
-        try:
-            result = self.client.segment(embedding_id, points, labels, boxes, **kwargs)
-        except NotFoundError:
-            # Evicted on the service: upload again once.
-            self._ids = OrderedDict((k, v) for k, v in self._ids.items() if v != embedding_id)
-            result = self.client.segment(self.embed(image), points, labels, boxes, **kwargs)
-        num_prompts = max(m.prompt for m in result.masks) + 1
-        masks = np.stack([m.decode() for m in result.masks])
-        masks = masks.reshape(num_prompts, -1, result.height, result.width)
-        scores = np.array([m.score for m in result.masks], np.float32).reshape(num_prompts, -1)
-        logits = self.client.logits(result.logits_id)
-        if not batched:
-            masks, scores, logits = masks[0], scores[0], logits[0]
-        return Prediction(masks=masks, scores=scores, low_res_logits=logits)

@@ -118,3 +118,44 @@ def test_missing_image(tmp_path, small_checkpoint, capsys):
         ]
     )
     assert code == 2 and "not found" in capsys.readouterr().err
+
+
+def test_export_onnx(tmp_path, small_checkpoint, capsys):
+    import onnxruntime
+
+    code = main(
+        [
+            "export-onnx",
+            str(tmp_path / "onnx"),
+            "--checkpoint",
+            str(small_checkpoint),
+            "--variant",
+            "m0_9",
+            "--return-single-mask",
+        ]
+    )
+    assert code == 0
+    written = json.loads(capsys.readouterr().out)
+    session = onnxruntime.InferenceSession(written["decoder"], providers=["CPUExecutionProvider"])
+    assert session.get_outputs()[0].name == "masks"
+    encoder = onnxruntime.InferenceSession(written["encoder"], providers=["CPUExecutionProvider"])
+    assert encoder.get_inputs()[0].shape == [1, 3, 1024, 1024]
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_segment_with_backend(tmp_path, image_path, small_checkpoint, backend):
+    out = tmp_path / f"{backend}.png"
+    code = main(
+        [
+            "segment",
+            str(image_path),
+            "--point",
+            "80,50",
+            "-o",
+            str(out),
+            "--backend",
+            backend,
+            *_model_args(small_checkpoint),
+        ]
+    )
+    assert code == 0 and out.is_file()

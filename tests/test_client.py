@@ -13,13 +13,23 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app import Settings, create_app
-from repvit_sam import RepViTSAM, build_repvit_sam
+from repvit_sam import (
+    EdgeDetector,
+    InvalidInputError,
+    MaskGenerator,
+    RepViTSAM,
+    build_repvit_sam,
+    load_image,
+)
 from repvit_sam.client import (
     AuthenticationError,
+    AutoMask,
     Client,
     ConnectError,
     NotFoundError,
+    ServerError,
     ServiceBusyError,
+    TaskTimeoutError,
     ValidationError,
 )
 from repvit_sam.errors import RemoteError
@@ -41,9 +51,33 @@ def served(checkpoint) -> Iterator[TestClient]:
         yield test_client
 
 
+class AppTransport(httpx.BaseTransport):
+    """Sends the client's httpx requests through the TestClient.
+
+    Newer Starlette builds its TestClient on ``httpx2``, whose transport the client's ``httpx``
+    cannot use directly; this seam copies requests and responses across.
+    """
+
+    def __init__(self, test_client: TestClient) -> None:
+        self.test_client = test_client
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.test_client.request(
+            request.method,
+            str(request.url),
+            headers=request.headers.multi_items(),
+            content=request.read(),
+        )
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers.multi_items(),
+            content=response.content,
+        )
+
+
 @pytest.fixture
 def client(served) -> Client:
-    return Client("http://test", api_key="key", transport=served._transport)
+    return Client("http://test", api_key="key", transport=AppTransport(served))
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +128,7 @@ def test_errors_map_to_the_exception_tree(client, served):
     with pytest.raises(ValidationError):
         client.embed(b"not an image")
     with pytest.raises(AuthenticationError):
-        Client("http://test", transport=served._transport).embed(png_bytes())
+        Client("http://test", transport=AppTransport(served)).embed(png_bytes())
     assert isinstance(caught.value, RemoteError)
 
     def busy(request: httpx.Request) -> httpx.Response:
@@ -123,7 +157,7 @@ def test_errors_map_to_the_exception_tree(client, served):
     ids=["points", "multimask", "box", "boxes"],
 )
 def test_remote_predict_equals_local_predict(served, local, prompt):
-    remote = RepViTSAM.remote("http://test", api_key="key", transport=served._transport)
+    remote = RepViTSAM.remote("http://test", api_key="key", transport=AppTransport(served))
     data = png_bytes(2)
     got = remote.predict(data, **prompt)
     expected = local.predict(data, **prompt)
@@ -147,7 +181,7 @@ def test_remote_uploads_each_image_once(served):
         def handle_request(self, request: httpx.Request) -> httpx.Response:
             if request.url.path == "/embed":
                 uploads.append(request)
-            return served._transport.handle_request(request)
+            return AppTransport(served).handle_request(request)
 
     remote = RepViTSAM.remote("http://test", api_key="key", transport=Counting())
     data = png_bytes(3)
@@ -157,3 +191,59 @@ def test_remote_uploads_each_image_once(served):
     served.app.state.service.cache.delete("embedding:" + remote.embed(data))
     remote.predict(data, points=[[5, 5]])  # evicted on the service: uploaded again
     assert len(uploads) == 2
+
+
+def test_masks_and_edges_equal_the_local_generators(client, local):
+    data = png_bytes(4)
+    image = load_image(data)
+    embedding_id = client.embed(data).embedding_id
+    # Untrained weights: no filter, so that every grid mask is kept.
+    params = {
+        "points_per_side": 2,
+        "pred_iou_thresh": 0.0,
+        "stability_score_thresh": 0.0,
+        "box_nms_thresh": 1.0,
+    }
+    result = client.masks(embedding_id, **params)
+    expected = MaskGenerator(local.model, output_mode="coco_rle", **params).generate(
+        image, embedding=local.embed(image)
+    )
+    assert (result.embedding_id, result.width, result.height) == (embedding_id, 130, 90)
+    assert len(result.masks) == len(expected) == 12
+    for got, want in zip(result.masks, expected, strict=True):
+        assert isinstance(got, AutoMask)
+        assert got.segmentation == want["segmentation"]
+        assert list(got.bbox) == want["bbox"] and list(got.crop_box) == want["crop_box"]
+        assert got.area == want["area"] == int(got.decode().sum())
+        assert got.predicted_iou == pytest.approx(want["predicted_iou"], abs=1e-5)
+        assert got.stability_score == pytest.approx(want["stability_score"], abs=1e-5)
+
+    detected = EdgeDetector(local.model, points_per_side=2).detect(
+        image, embedding=local.embed(image)
+    )
+    edges = client.edges(embedding_id, points_per_side=2)
+    assert edges.shape == (90, 130) and edges.dtype == np.float32
+    np.testing.assert_allclose(edges, detected.edges, atol=1e-5)
+    png = client.edges(image=data, format="png", points_per_side=2)
+    with Image.open(io.BytesIO(png)) as picture:
+        np.testing.assert_array_equal(np.asarray(picture), detected.to_uint8())
+
+
+def test_masks_and_edges_errors(client):
+    embedding_id = client.embed(png_bytes(5)).embedding_id
+    with pytest.raises(ValidationError) as caught:
+        client.masks(embedding_id, points_per_side=0)
+    assert caught.value.detail[0]["loc"] == ["body", "points_per_side"]
+    with pytest.raises(NotFoundError):
+        client.edges("0" * 32)
+    with pytest.raises(InvalidInputError):
+        client.masks()
+    with pytest.raises(InvalidInputError):
+        client.edges(embedding_id, format="jpeg")  # type: ignore[call-overload]
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(504, json={"detail": "the task did not finish within ..."})
+
+    with pytest.raises(TaskTimeoutError) as timed_out:
+        Client("http://test", transport=httpx.MockTransport(slow)).masks(embedding_id)
+    assert timed_out.value.status_code == 504 and isinstance(timed_out.value, ServerError)

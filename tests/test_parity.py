@@ -109,3 +109,16 @@ def test_stateful_path_matches_too(reference, parity_model):
         np.array(case["points"]), np.array(case["labels"]), multimask_output=True
     )
     assert np.abs(scores - npz["point_multimask.iou"]).max() <= 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime", "openvino"])
+def test_every_backend_matches_the_official_outputs(reference, parity_model, backend):
+    from repvit_sam.backends import is_available, make_encoder
+
+    if not is_available(backend):
+        pytest.skip(f"{backend} is not installed")
+    model = build_repvit_sam(parity_model.state_dict())
+    predictor = Predictor(model, encoder=make_encoder(model, backend))
+    embedding = predictor.embed(skimage_data.coffee())
+    _check(reference, embedding, _run_cases(predictor, embedding, reference[1]), exact=False)

@@ -1,5 +1,5 @@
 """The service's routers, one per concern."""
 
-from . import embed, embeddings, health, segment
+from . import embed, embeddings, everything, health, segment
 
-__all__ = ["embed", "embeddings", "health", "segment"]
+__all__ = ["embed", "embeddings", "everything", "health", "segment"]

@@ -9,13 +9,11 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
-from starlette.datastructures import UploadFile
 
-from repvit_sam import ImageEmbedding, InvalidInputError
+from repvit_sam import InvalidInputError
 
-from ..deps import ServiceDep, SettingsDep, read_image
+from ..bodies import multipart_schema, read_body, resolve_embedding
+from ..deps import ServiceDep, SettingsDep
 from ..encoding import encode_mask, mask_bbox
 from ..inference import Decoded
 from ..schemas import MaskResult, SegmentRequest, SegmentResponse, error_responses
@@ -28,35 +26,16 @@ _OPENAPI_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {
-                "schema": SegmentRequest.model_json_schema(),
-            },
+            "application/json": {"schema": SegmentRequest.model_json_schema()},
             "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["image"],
-                    "properties": {
-                        "image": {"type": "string", "format": "binary"},
-                        "request": {
-                            "type": "string",
-                            "description": "SegmentRequest as JSON, without embedding_id.",
-                            "example": '{"points": [[320, 240]], "labels": [1]}',
-                        },
-                    },
-                }
+                "schema": multipart_schema(
+                    '{"points": [[320, 240]], "labels": [1]}',
+                    "SegmentRequest as JSON, without embedding_id.",
+                )
             },
         },
     }
 }
-
-
-def _parse(raw: str | bytes, settings: SettingsDep, loc: tuple[str, ...]) -> SegmentRequest:
-    context = {"max_points": settings.max_points, "max_boxes": settings.max_boxes}
-    try:
-        return SegmentRequest.model_validate_json(raw, context=context)
-    except ValidationError as err:
-        errors = err.errors(include_url=False, include_context=False, include_input=False)
-        raise RequestValidationError([{**e, "loc": (*loc, *e["loc"])} for e in errors]) from None
 
 
 def _check_inside(body: SegmentRequest, width: int, height: int) -> None:
@@ -85,41 +64,9 @@ async def segment(request: Request, service: ServiceDep, settings: SettingsDep) 
     Send JSON with an ``embedding_id`` from /embed (the interactive path: no encoder call), or a
     multipart form with the ``image`` and the prompts as JSON in ``request`` (one-shot use).
     """
-    embedding: ImageEmbedding
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form()
-        upload, raw = form.get("image"), form.get("request", "{}")
-        if not isinstance(upload, UploadFile):
-            raise RequestValidationError(
-                [{"loc": ("body", "image"), "msg": "image file is required", "type": "missing"}]
-            )
-        if not isinstance(raw, str):
-            raise RequestValidationError(
-                [
-                    {
-                        "loc": ("body", "request"),
-                        "msg": "must be a JSON string",
-                        "type": "string_type",
-                    }
-                ]
-            )
-        body = _parse(raw, settings, ("body", "request"))
-        pixels = await read_image(upload, settings)
-        embedding_id, embedding, _ = await service.embed(pixels)
-    else:
-        body = _parse(await request.body(), settings, ("body",))
-        if body.embedding_id is None:
-            raise RequestValidationError(
-                [
-                    {
-                        "loc": ("body", "embedding_id"),
-                        "msg": "embedding_id is required (or upload the image as multipart)",
-                        "type": "missing",
-                    }
-                ]
-            )
-        embedding_id = body.embedding_id
-        embedding = service.get_embedding(embedding_id)
+    context = {"max_points": settings.max_points, "max_boxes": settings.max_boxes}
+    body, pixels = await read_body(request, SegmentRequest, settings, context)
+    embedding_id, embedding = await resolve_embedding(service, body.embedding_id, pixels)
 
     height, width = embedding.original_size
     _check_inside(body, width, height)

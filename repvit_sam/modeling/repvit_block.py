@@ -18,17 +18,27 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 
 class SqueezeExcite(nn.Module):
-    """Channel attention: mean, 1x1 reduce, ReLU, 1x1 expand, sigmoid gate (timm's SEModule)."""
+    """Channel attention: mean, 1x1 reduce, ReLU, 1x1 expand, sigmoid gate (timm's SEModule).
+
+    ``pool_rows_first`` averages each row, then the row means: the same value, but runtimes that
+    sum a whole 256x256 map in one float32 pass (ONNX Runtime, OpenVINO) lose enough precision
+    there to drift from PyTorch's pairwise sum; the ONNX export turns it on.
+    """
 
     def __init__(self, channels: int, rd_ratio: float = 0.25) -> None:
         super().__init__()
         rd_channels = make_divisible(channels * rd_ratio, 8)
         self.fc1 = nn.Conv2d(channels, rd_channels, kernel_size=1)
         self.fc2 = nn.Conv2d(rd_channels, channels, kernel_size=1)
+        self.pool_rows_first = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """BxCxHxW -> BxCxHxW."""
-        gate = self.fc2(F.relu(self.fc1(x.mean((2, 3), keepdim=True))))
+        if self.pool_rows_first:
+            pooled = x.mean(3, keepdim=True).mean(2, keepdim=True)
+        else:
+            pooled = x.mean((2, 3), keepdim=True)
+        gate = self.fc2(F.relu(self.fc1(pooled)))
         return x * torch.sigmoid(gate)
 
 

@@ -1,0 +1,91 @@
+"""Training checkpoints: model, optimizer, scheduler, step and every rank's RNG state.
+
+A checkpoint is a dict of tensors, numbers, strings, lists and dicts only, so it loads with
+``torch.load(..., weights_only=True)``::
+
+    {"model": encoder state dict, "optimizer": ..., "scheduler": ..., "step": int,
+     "config": dict, "rng": [per-rank {"torch", "cuda", "python", "numpy"}]}
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+_NAME = re.compile(r"step_(\d+)\.pt$")
+
+
+def rng_state() -> dict:
+    """This process's random states (torch CPU and CUDA, Python, NumPy)."""
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": [version, list(internal), gauss],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    """Restores what ``rng_state`` returned."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, key, *rest = state["numpy"]
+    np.random.set_state((name, key.numpy().astype(np.uint32), *rest))
+
+
+def checkpoint_path(folder: Path, step: int) -> Path:
+    return folder / f"step_{step:07d}.pt"
+
+
+def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of the checkpoints in ``folder``, oldest first."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.search(p.name))]
+    return sorted(found)
+
+
+def save_checkpoint(folder: Path, step: int, state: dict, keep: int = 2) -> Path:
+    """Writes ``state`` atomically as ``step_<step>.pt`` and keeps the newest ``keep`` files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = checkpoint_path(folder, step)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    for _, old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    logger.info("saved checkpoint %s", path)
+    return path
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Reads a training checkpoint safely (``weights_only``) onto the CPU.
+
+    Raises:
+        CheckpointError: Unreadable, or not a training checkpoint of ``repvit-sam distill``.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError) as err:
+        raise CheckpointError(f"training checkpoint {path} cannot be read: {err}") from err
+    needed = {"model", "optimizer", "scheduler", "step", "config", "rng"}
+    if not isinstance(state, dict) or not needed <= set(state):
+        raise CheckpointError(
+            f"{path} is not a `repvit-sam distill train` checkpoint (needs keys {sorted(needed)})"
+        )
+    return state

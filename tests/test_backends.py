@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from repvit_sam import InvalidInputError, Predictor, build_repvit_sam
+from repvit_sam.backends import BACKENDS, is_available, make_encoder, resolve_backend
+from repvit_sam.onnx_export import export_decoder, export_encoder
+
+CPU_BACKENDS = [b for b in ("torch", "onnxruntime", "openvino") if is_available(b)]
+
+
+@pytest.fixture(scope="module")
+def model(small_model):
+    return copy.deepcopy(small_model)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_backend_matches_the_unfused_model(model, images, backend):
+    with torch.inference_mode():
+        expected = model.image_encoder(images)
+    encoder = make_encoder(copy.deepcopy(model), backend)
+    actual = encoder(images)
+    assert actual.shape == expected.shape and actual.dtype == torch.float32
+    assert (actual - expected).abs().max() <= 5e-3
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_predictor_with_backend(model, backend, rgb_image):
+    reference = Predictor(model)
+    fast = Predictor(copy.deepcopy(model), encoder=make_encoder(copy.deepcopy(model), backend))
+    a, b = reference.embed(rgb_image), fast.embed(rgb_image)
+    assert (a.features - b.features).abs().max() <= 5e-3
+    prompt = {"point_coords": np.array([[80, 50]]), "point_labels": np.array([1])}
+    masks_a, scores_a, _ = reference.predict(**prompt, embedding=a)
+    masks_b, scores_b, _ = fast.predict(**prompt, embedding=b)
+    assert np.abs(scores_a - scores_b).max() <= 1e-2 and (masks_a == masks_b).mean() >= 0.999
+
+
+def test_auto_rule():
+    cpu = torch.device("cpu")
+    expected = next(b for b in ("openvino", "onnxruntime", "torch") if is_available(b))
+    assert resolve_backend("auto", cpu) == expected
+    assert resolve_backend("auto", torch.device("cuda")) == "torch"
+
+
+@pytest.mark.parametrize(
+    ("backend", "precision", "message"),
+    [
+        ("tensorrt", "fp32", "backend must be one of"),
+        ("torch", "bf16", "needs a CUDA device"),
+        ("torch", "fp64", "precision must be one of"),
+    ],
+)
+def test_bad_backend_options(model, backend, precision, message):
+    with pytest.raises(InvalidInputError, match=message):
+        make_encoder(copy.deepcopy(model), backend, precision=precision)
+
+
+def test_backends_are_listed():
+    assert set(BACKENDS) == {"auto", "torch", "onnxruntime", "openvino"}
+
+
+def test_encoder_export_with_preprocessing(model, rgb_image, tmp_path):
+    predictor = Predictor(model)
+    expected = predictor.embed(rgb_image).features.numpy()
+    path = export_encoder(model, tmp_path / "encoder.onnx", preprocess=True)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    resized = predictor.transform.apply_image(rgb_image).astype(np.float32)
+    (actual,) = session.run(None, {"input_image": resized})
+    assert actual.shape == expected.shape and np.abs(actual - expected).max() <= 5e-3
+
+
+def test_decoder_export_has_sams_signature_and_matches(model, rgb_image, tmp_path):
+    path = export_decoder(model, tmp_path / "decoder.onnx")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == [
+        "image_embeddings",
+        "point_coords",
+        "point_labels",
+        "mask_input",
+        "has_mask_input",
+        "orig_im_size",
+    ]
+    assert [o.name for o in session.get_outputs()] == ["masks", "iou_predictions", "low_res_masks"]
+    predictor = Predictor(model)
+    side = predictor.mask_input_size
+    # Aspect ratios other than the export example's: the crop must follow orig_im_size.
+    for image, points, labels in (
+        (rgb_image, np.array([[80.0, 50.0]]), np.array([1])),
+        (
+            np.ascontiguousarray(rgb_image.transpose(1, 0, 2)),
+            np.array([[80.0, 50.0], [10.0, 10.0], [30.0, 20.0]]),
+            np.array([1, 0, 1]),
+        ),
+    ):
+        embedding = predictor.embed(image)
+        # SAM's ONNX decoder returns all four masks: the single-mask output, then the three.
+        single = predictor.predict(points, labels, multimask_output=False, embedding=embedding)
+        multi = predictor.predict(points, labels, multimask_output=True, embedding=embedding)
+        expected_scores = np.concatenate([single[1], multi[1]])
+        expected_logits = np.concatenate([single[2], multi[2]])
+        expected_masks = np.concatenate([single[0], multi[0]])
+        # SAM's ONNX convention: a padding point labelled -1, coordinates in the encoder frame.
+        coords = predictor.transform.apply_coords(points, embedding.original_size)
+        feeds = {
+            "image_embeddings": embedding.numpy(),
+            "point_coords": np.concatenate([coords, [[0.0, 0.0]]])[None].astype(np.float32),
+            "point_labels": np.concatenate([labels, [-1]])[None].astype(np.float32),
+            "mask_input": np.zeros((1, 1, side, side), np.float32),
+            "has_mask_input": np.zeros(1, np.float32),
+            "orig_im_size": np.array(embedding.original_size, np.float32),
+        }
+        masks, scores, logits = session.run(None, feeds)
+        np.testing.assert_allclose(scores[0], expected_scores, atol=1e-4)
+        np.testing.assert_allclose(logits[0], expected_logits, atol=1e-3)
+        assert masks.shape == (1, 4, *image.shape[:2])
+        assert ((masks[0] > 0) == expected_masks).mean() >= 0.999
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_cuda_end_to_end(small_checkpoint, rgb_image, precision):
+    model = build_repvit_sam(small_checkpoint, variant="m0_9", image_size=256, device="cuda")
+    reference = Predictor(build_repvit_sam(small_checkpoint, variant="m0_9", image_size=256))
+    predictor = Predictor(model, encoder=make_encoder(model, "torch", precision=precision))
+    a, b = reference.embed(rgb_image), predictor.embed(rgb_image)
+    tolerance = 5e-3 if precision == "fp32" else 1e-1
+    assert b.features.is_cuda and (a.features - b.features.cpu()).abs().max() <= tolerance
+    masks, _, _ = predictor.predict(np.array([[80, 50]]), np.array([1]), embedding=b)
+    assert masks.shape == (3, 120, 160)
