@@ -36,6 +36,7 @@ from repvit_sam import (
     download_weights,
 )
 from repvit_sam.api import image_key
+from repvit_sam.backends import make_encoder
 from repvit_sam.weights import sha256_of
 
 from .cache import CacheEntry, EmbeddingCache
@@ -128,21 +129,24 @@ class InferenceService:
             image_size=settings.image_size,
         )
         digest = hashlib.blake2b(digest_size=16)
-        digest.update(f"{settings.variant}|{model.image_encoder.img_size}|{settings.fuse}".encode())
+        encoder = make_encoder(model, settings.backend)
+        identity = f"{settings.variant}|{model.image_encoder.img_size}|{settings.fuse}"
+        digest.update(f"{identity}|{encoder.name}".encode())
         digest.update(sha256_of(checkpoint).encode())
         self.fingerprint = digest.hexdigest()
-        predictor = Predictor(model)
+        predictor = Predictor(model, encoder=encoder)
         if settings.warmup:
             with torch.inference_mode():
                 embedding = predictor.embed(np.zeros((64, 64, 3), np.uint8))
                 predictor.predict(np.array([[32.0, 32.0]]), np.array([1]), embedding=embedding)
         self.predictor = predictor
         logger.info(
-            "model %s loaded from %s on %s (fused=%s), ready in %.1fs",
+            "model %s loaded from %s on %s (fused=%s, encoder backend %s), ready in %.1fs",
             settings.variant,
             checkpoint,
             settings.device,
             settings.fuse,
+            encoder.name,
             time.perf_counter() - started,
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -21,6 +21,8 @@ class Settings(BaseSettings):
         image_size: Encoder input side; None for the standard 1024 (small test models use less).
         device: "cpu", "cuda", "cuda:1", ...
         fuse: Re-parameterise the encoder (same outputs, faster).
+        backend: Image encoder runtime: "auto" (default: the fastest exact one installed,
+            see ``repvit_sam.backends``), "torch", "onnxruntime" or "openvino".
         warmup: Run one embed and one decode before reporting ready.
         cache_bytes: Bytes of embeddings and logits kept (LRU beyond that).
         cache_ttl_seconds: Drop cached items older than this; None keeps them until evicted.
@@ -49,6 +51,7 @@ class Settings(BaseSettings):
     image_size: int | None = None
     device: str = "cpu"
     fuse: bool = True
+    backend: Literal["auto", "torch", "onnxruntime", "openvino"] = "auto"
     warmup: bool = True
     cache_bytes: int = Field(default=1024 * MiB, ge=0)
     cache_ttl_seconds: float | None = Field(default=None, gt=0)

@@ -45,7 +45,9 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(checkpoint) -> Iterator[TestClient]:
-    settings = Settings(checkpoint=checkpoint, variant="m0_9", image_size=256, api_key="key")
+    settings = Settings(
+        checkpoint=checkpoint, variant="m0_9", image_size=256, api_key="key", backend="torch"
+    )
     with TestClient(create_app(settings)) as test_client:
         test_client.portal.call(lambda: test_client.app.state.load_task)
         yield test_client

@@ -24,6 +24,7 @@ def make_settings(checkpoint: Path, **overrides: object) -> Settings:
         "max_boxes": 8,
         "max_pixels": 1_000_000,
         "max_upload_bytes": 2_000_000,
+        "backend": "torch",  # no ONNX export per app; test_serve.py runs the default "auto"
     }
     values.update(overrides)
     return Settings(**values)

@@ -7,10 +7,13 @@ import io
 import struct
 import zlib
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from service_helpers import encode, make_image
+from service_helpers import encode, make_image, make_settings
+
+from app import create_app
 
 pytestmark = pytest.mark.anyio
 
@@ -129,3 +132,25 @@ async def test_get_and_delete_embedding(app, client, image, embedding_id):
     response = await client.get("/embeddings/not-an-id")
     assert response.status_code == 422
     assert "embedding_id" in str(response.json()["detail"])
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+async def test_encoder_backend_setting(checkpoint, png, image, backend):
+    from repvit_sam import Predictor, build_repvit_sam
+    from repvit_sam.backends import is_available
+
+    if not is_available(backend):
+        pytest.skip(f"{backend} is not installed")
+    application = create_app(make_settings(checkpoint, backend=backend))
+    async with application.router.lifespan_context(application):
+        await application.state.load_task
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            embedding_id = (await http.post("/embed", files={"image": ("a.png", png)})).json()[
+                "embedding_id"
+            ]
+            response = await http.get(f"/embeddings/{embedding_id}")
+    assert application.state.service.predictor.encoder.name == backend
+    features = np.load(io.BytesIO(response.content))
+    reference = Predictor(build_repvit_sam(checkpoint, variant="m0_9", image_size=256))
+    np.testing.assert_allclose(features, reference.embed(image).numpy(), atol=5e-3)

@@ -1,0 +1,173 @@
+"""One table: RepViT-SAM's encoder per backend and decoder vs segment-anything's, and MobileSAM.
+
+Every figure comes from this one run on this machine. Each row runs in its own process (so its
+peak memory is its own) with the same thread count; latencies are medians. Random weights: the
+work does not depend on their values. ::
+
+    python benchmarks/speed.py                  # everything, 2 threads
+    python benchmarks/speed.py --only encoder   # what benchmarks/encoder.py prints
+
+Rows:
+  encoder/*   1x3x1024x1024 preprocessed image -> 1x256x64x64 embedding; ratio to the unfused
+              PyTorch computation (what the official code runs).
+  decoder/*   prompt encoder + mask decoder for 1 or 64 single-point prompts (multimask, low-res
+              logits) against one embedding; ratio to segment-anything's decoder. "ours" reuses
+              the per-image context, as a predictor does between clicks on one image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import print_table, run_row_here, run_row_in_subprocess
+
+IMAGE = 1024
+
+
+def _repvit(fused: bool = False):
+    from repvit_sam import build_repvit_sam
+
+    return build_repvit_sam(fuse=fused)
+
+
+def _images() -> torch.Tensor:
+    return torch.randn(1, 3, IMAGE, IMAGE, generator=torch.Generator().manual_seed(0))
+
+
+def _mobile_sam():
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from mobile_sam import sam_model_registry
+
+    return sam_model_registry["vit_t"]().eval()
+
+
+def _encoder_row(kind: str):
+    images = _images()
+    if kind == "mobilesam":
+        encoder = _mobile_sam().image_encoder
+    elif kind in ("unfused", "fused"):
+        encoder = _repvit(fused=kind == "fused").image_encoder
+    else:
+        from repvit_sam.backends import make_encoder
+
+        encoder = make_encoder(_repvit(), kind)
+
+    def run():
+        with torch.inference_mode():
+            return encoder(images)
+
+    return run
+
+
+def _prompts(prompt_encoder, count: int):
+    generator = torch.Generator().manual_seed(1)
+    points = torch.rand(count, 1, 2, generator=generator) * IMAGE
+    labels = torch.ones(count, 1, dtype=torch.int)
+    return (points, labels)
+
+
+def _decoder_row(kind: str, count: int):
+    embedding = torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(2))
+    model = _mobile_sam() if kind == "mobilesam" else _repvit()
+    prompt_encoder, mask_decoder = model.prompt_encoder, model.mask_decoder
+    points = _prompts(prompt_encoder, count)
+    if kind == "ours":
+        from repvit_sam.modeling.batched_decoder import BatchedMaskDecoder
+
+        decoder = BatchedMaskDecoder(prompt_encoder, mask_decoder)
+        with torch.inference_mode():
+            context = decoder.image_context(embedding)
+
+        def run():
+            with torch.inference_mode():
+                sparse, _ = prompt_encoder(points=points, boxes=None, masks=None)
+                return decoder(context, sparse, None, True)
+
+        return run
+
+    def run():
+        with torch.inference_mode():
+            sparse, dense = prompt_encoder(points=points, boxes=None, masks=None)
+            return mask_decoder(embedding, prompt_encoder.get_dense_pe(), sparse, dense, True)
+
+    return run
+
+
+ENCODER_ROWS = {
+    "encoder/repvit unfused (official computation)": lambda: _encoder_row("unfused"),
+    "encoder/repvit fused": lambda: _encoder_row("fused"),
+    "encoder/repvit torch (fused, channels-last)": lambda: _encoder_row("torch"),
+    "encoder/repvit onnxruntime": lambda: _encoder_row("onnxruntime"),
+    "encoder/repvit openvino": lambda: _encoder_row("openvino"),
+    "encoder/mobilesam tinyvit": lambda: _encoder_row("mobilesam"),
+}
+DECODER_ROWS = {
+    f"decoder/{kind} x{count}": (lambda kind=kind, count=count: _decoder_row(kind, count))
+    for count in (1, 64)
+    for kind in ("segment-anything", "ours", "mobilesam")
+}
+ROWS = {**ENCODER_ROWS, **DECODER_ROWS}
+REPEATS = {"encoder": 5, "decoder": 7}
+
+
+def _available(row: str) -> bool:
+    import importlib.util
+
+    for package in ("onnxruntime", "openvino"):
+        if package in row and importlib.util.find_spec(package) is None:
+            return False
+    return "mobilesam" not in row or importlib.util.find_spec("mobile_sam") is not None
+
+
+def _baseline(row: str) -> str:
+    if row.startswith("encoder/"):
+        return "encoder/repvit unfused (official computation)"
+    return f"decoder/segment-anything x{row.rsplit('x', 1)[1]}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("encoder", "decoder"), help="one half of the table")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument("--repeats", type=int, help="timed calls per row")
+    parser.add_argument("--row", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.row:
+        import json
+
+        print(json.dumps(run_row_here(ROWS[args.row], args.repeats)))
+        return
+
+    rows = [r for r in ROWS if args.only is None or r.startswith(args.only)]
+    results = {}
+    for row in rows:
+        if not _available(row):
+            print(f"skipping {row}: not installed", file=sys.stderr)
+            continue
+        repeats = args.repeats or REPEATS[row.split("/")[0]]
+        results[row] = run_row_in_subprocess(Path(__file__), row, repeats, args.threads)
+        print(f"{row}: {results[row]['median_s'] * 1000:.1f} ms", file=sys.stderr)
+
+    table = []
+    for row, result in results.items():
+        baseline = results.get(_baseline(row))
+        ratio = f"{result['median_s'] / baseline['median_s']:.2f}x" if baseline else "-"
+        table.append([row, f"{result['median_s'] * 1000:.1f}", ratio, f"{result['peak_mib']:.0f}"])
+    print(
+        f"{platform.processor() or platform.machine()}, {args.threads} threads, torch "
+        f"{torch.__version__}, fp32, 1024x1024"
+    )
+    print_table(["row", "median ms", "ratio to baseline", "peak RSS MiB"], table)
+
+
+if __name__ == "__main__":
+    main()
