@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+from torch import nn
 
 from .checkpoint import CheckpointSource, load_state_dict_strict, read_state_dict
 from .errors import CheckpointError, InvalidInputError
@@ -21,22 +22,20 @@ PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
 
 
-def _assemble(variant: str, drop_path_rate: float = 0.0, image_size: int | None = None) -> Sam:
-    config = get_variant(variant)
-    if image_size is not None:
-        if image_size < 64 or image_size % config.output_stride:
-            raise InvalidInputError(
-                f"image_size must be a multiple of {config.output_stride} and >= 64, "
-                f"got {image_size}"
-            )
-        config = dataclasses.replace(config, img_size=image_size)
-    size = config.embedding_size
+def assemble_sam(image_encoder: nn.Module, embedding_size: int, img_size: int) -> Sam:
+    """``image_encoder`` with SAM's standard prompt encoder and mask decoder (random weights).
+
+    Args:
+        image_encoder: Maps Bx3xSxS (S = ``img_size``) to Bx256xExE (E = ``embedding_size``).
+        embedding_size: Side of the image embedding (64 for SAM's 1024 input).
+        img_size: Side of the encoder's square input.
+    """
     return Sam(
-        image_encoder=RepViTImageEncoder(config, drop_path_rate=drop_path_rate),
+        image_encoder=image_encoder,
         prompt_encoder=PromptEncoder(
             embed_dim=PROMPT_EMBED_DIM,
-            image_embedding_size=(size, size),
-            input_image_size=(config.img_size, config.img_size),
+            image_embedding_size=(embedding_size, embedding_size),
+            input_image_size=(img_size, img_size),
             mask_in_chans=16,
         ),
         mask_decoder=MaskDecoder(
@@ -51,6 +50,19 @@ def _assemble(variant: str, drop_path_rate: float = 0.0, image_size: int | None 
         pixel_mean=list(PIXEL_MEAN),
         pixel_std=list(PIXEL_STD),
     )
+
+
+def _assemble(variant: str, drop_path_rate: float = 0.0, image_size: int | None = None) -> Sam:
+    config = get_variant(variant)
+    if image_size is not None:
+        if image_size < 64 or image_size % config.output_stride:
+            raise InvalidInputError(
+                f"image_size must be a multiple of {config.output_stride} and >= 64, "
+                f"got {image_size}"
+            )
+        config = dataclasses.replace(config, img_size=image_size)
+    encoder = RepViTImageEncoder(config, drop_path_rate=drop_path_rate)
+    return assemble_sam(encoder, config.embedding_size, config.img_size)
 
 
 @functools.cache

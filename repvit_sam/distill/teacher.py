@@ -19,14 +19,11 @@ import torch
 import torch.nn.functional as F
 from segment_anything.modeling import (
     ImageEncoderViT,
-    MaskDecoder,
-    PromptEncoder,
     Sam,
-    TwoWayTransformer,
 )
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from ..build import PIXEL_MEAN, PIXEL_STD, PROMPT_EMBED_DIM
+from ..build import PIXEL_MEAN, PIXEL_STD, PROMPT_EMBED_DIM, assemble_sam
 from ..checkpoint import CheckpointSource, describe_checkpoint, key_differences, read_state_dict
 from ..errors import CheckpointError, InvalidInputError
 
@@ -110,27 +107,8 @@ def build_teacher_encoder(config: TeacherConfig) -> ImageEncoderViT:
 
 def build_teacher_sam(config: TeacherConfig) -> Sam:
     """A randomly initialised full SAM with the teacher's encoder (for evaluation and tests)."""
-    size = config.embedding_size
-    return Sam(
-        image_encoder=build_teacher_encoder(config),
-        prompt_encoder=PromptEncoder(
-            embed_dim=PROMPT_EMBED_DIM,
-            image_embedding_size=(size, size),
-            input_image_size=(config.img_size, config.img_size),
-            mask_in_chans=16,
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(
-                depth=2, embedding_dim=PROMPT_EMBED_DIM, mlp_dim=2048, num_heads=8
-            ),
-            transformer_dim=PROMPT_EMBED_DIM,
-            iou_head_depth=3,
-            iou_head_hidden_dim=256,
-        ),
-        pixel_mean=list(PIXEL_MEAN),
-        pixel_std=list(PIXEL_STD),
-    ).eval()
+    encoder = build_teacher_encoder(config)
+    return assemble_sam(encoder, config.embedding_size, config.img_size).eval()
 
 
 def read_teacher_checkpoint(config: TeacherConfig, checkpoint: CheckpointSource) -> dict:
