@@ -90,4 +90,4 @@ async def resolve_embedding(
                 }
             ]
         )
-    return embedding_id, service.get_embedding(embedding_id)
+    return embedding_id, await service.fetch_embedding(embedding_id)

@@ -1,8 +1,10 @@
 """Caches of image embeddings and decoder logits, bounded by bytes.
 
 ``EmbeddingCache`` is the interface the service uses; ``MemoryCache`` keeps entries in this
-process. A shared backend (Redis, for several replicas) implements the same three methods and
-serialises values with ``ImageEmbedding.numpy``/``from_numpy`` and ``np.save``.
+process (the default). ``TieredCache`` puts a ``MemoryCache`` (the near cache) in front of a
+shared backend (``app.redis_cache.RedisCache``, for several replicas): reads try the near cache
+first, writes go to both, and the service keeps answering from the near cache while the shared
+backend is unreachable.
 """
 
 from __future__ import annotations
@@ -41,8 +43,32 @@ class CacheEntry:
 
 
 @dataclass(frozen=True)
+class BackendStats:
+    """The state of a shared backend behind the near cache.
+
+    Attributes:
+        name: "redis".
+        up: Whether the last call to it succeeded.
+        errors: Calls that failed since start (connection refused, timeout, bad value).
+        hits: Near-cache misses that the backend answered.
+        misses: Near-cache misses that the backend did not answer either.
+        used_bytes: The backend's memory in use, as it last reported (None before the first
+            check).
+        max_bytes: The backend's memory limit (0: none, None: unknown).
+    """
+
+    name: str
+    up: bool
+    errors: int
+    hits: int
+    misses: int
+    used_bytes: int | None = None
+    max_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class CacheStats:
-    """Counters since start, and the current content."""
+    """Counters since start, and the current content of this process's (near) cache."""
 
     hits: int
     misses: int
@@ -50,6 +76,7 @@ class CacheStats:
     entries: int
     bytes: int
     max_bytes: int
+    backend: BackendStats | None = None
 
 
 class EmbeddingCache(abc.ABC):
@@ -70,6 +97,14 @@ class EmbeddingCache(abc.ABC):
     @abc.abstractmethod
     def stats(self) -> CacheStats:
         """Hit/miss/eviction counters and current size, for /metrics."""
+
+    def check(self) -> bool | None:
+        """Probes a shared backend (reconnecting if it was down): None when there is none."""
+        return None
+
+    def close(self) -> None:
+        """Releases connections; the in-process cache has none."""
+        return None
 
 
 class MemoryCache(EmbeddingCache):
@@ -153,3 +188,53 @@ class MemoryCache(EmbeddingCache):
     def _remove(self, key: str) -> None:
         entry, _ = self._entries.pop(key)
         self._bytes -= entry.nbytes
+
+
+class TieredCache(EmbeddingCache):
+    """A near ``MemoryCache`` in front of a shared backend, which may be down at any time.
+
+    The backend must not raise: it answers None/False when unreachable (``RedisCache`` does,
+    and counts the error). Values read from the backend are kept in the near cache.
+
+    Args:
+        near: This process's cache.
+        far: The shared backend.
+    """
+
+    def __init__(self, near: MemoryCache, far: EmbeddingCache) -> None:
+        self.near = near
+        self.far = far
+
+    def get(self, key: str) -> CacheEntry | None:
+        entry = self.near.get(key)
+        if entry is None:
+            entry = self.far.get(key)
+            if entry is not None:
+                self.near.put(key, entry)
+        return entry
+
+    def put(self, key: str, entry: CacheEntry) -> bool:
+        kept_near = self.near.put(key, entry)
+        return self.far.put(key, entry) or kept_near
+
+    def delete(self, key: str) -> bool:
+        deleted_near = self.near.delete(key)
+        return self.far.delete(key) or deleted_near
+
+    def stats(self) -> CacheStats:
+        near = self.near.stats()
+        return CacheStats(
+            hits=near.hits,
+            misses=near.misses,
+            evictions=near.evictions,
+            entries=near.entries,
+            bytes=near.bytes,
+            max_bytes=near.max_bytes,
+            backend=self.far.stats().backend,
+        )
+
+    def check(self) -> bool | None:
+        return self.far.check()
+
+    def close(self) -> None:
+        self.far.close()

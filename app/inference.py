@@ -39,16 +39,15 @@ from repvit_sam.api import image_key
 from repvit_sam.backends import make_encoder
 from repvit_sam.weights import sha256_of
 
-from .cache import CacheEntry, EmbeddingCache
+from .cache import EmbeddingCache
 from .errors import BusyError, NotFoundError, NotReadyError
 from .metrics import Metrics
 from .settings import Settings
+from .store import EmbeddingStore
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-EMBEDDING_PREFIX = "embedding:"
-LOGITS_PREFIX = "logits:"
 # How long past a task's deadline the request waits before answering 504 without the model
 # thread's own report (which arrives at the task's next step).
 DEADLINE_GRACE_SECONDS = 0.5
@@ -81,6 +80,7 @@ class InferenceService:
     def __init__(self, settings: Settings, cache: EmbeddingCache, metrics: Metrics) -> None:
         self.settings = settings
         self.cache = cache
+        self.store = EmbeddingStore(cache)
         self.metrics = metrics
         self.queue_size = settings.queue_size
         self.predictor: Predictor | None = None
@@ -133,7 +133,7 @@ class InferenceService:
         identity = f"{settings.variant}|{model.image_encoder.img_size}|{settings.fuse}"
         digest.update(f"{identity}|{encoder.name}".encode())
         digest.update(sha256_of(checkpoint).encode())
-        self.fingerprint = digest.hexdigest()
+        self.fingerprint = self.store.fingerprint = digest.hexdigest()
         predictor = Predictor(model, encoder=encoder)
         if settings.warmup:
             with torch.inference_mode():
@@ -215,10 +215,9 @@ class InferenceService:
         """The image's id, embedding and whether it was already cached (or being computed)."""
         self._require_predictor()
         key = await asyncio.to_thread(self.embedding_id, pixels)
-        entry = self.cache.get(EMBEDDING_PREFIX + key)
-        if entry is not None:
-            assert isinstance(entry.value, ImageEmbedding)
-            return key, entry.value, True
+        embedding = await asyncio.to_thread(self.store.get_embedding, key)
+        if embedding is not None:
+            return key, embedding, True
         task = self._inflight.get(key)
         cached = task is not None
         if task is None:
@@ -230,10 +229,7 @@ class InferenceService:
 
     async def _encode_and_store(self, key: str, pixels: np.ndarray) -> ImageEmbedding:
         embedding = await self.run(self._encode, pixels)
-        height, width = embedding.original_size
-        self.cache.put(
-            EMBEDDING_PREFIX + key, CacheEntry(embedding, {"width": width, "height": height})
-        )
+        await asyncio.to_thread(self.store.put_embedding, key, embedding)
         return embedding
 
     def _encode(self, pixels: np.ndarray) -> ImageEmbedding:
@@ -245,17 +241,21 @@ class InferenceService:
         logger.debug("encoded a %dx%d image", pixels.shape[1], pixels.shape[0])
         return embedding
 
+    async def fetch_embedding(self, key: str) -> ImageEmbedding:
+        """The embedding under ``key`` (NotFoundError if absent), read off the event loop."""
+        return await asyncio.to_thread(self.get_embedding, key)
+
     def get_embedding(self, key: str) -> ImageEmbedding:
-        entry = self.cache.get(EMBEDDING_PREFIX + key)
-        if entry is None:
+        """The embedding under ``key``; blocks on the cache (scripts; routes use ``fetch_``)."""
+        embedding = self.store.get_embedding(key)
+        if embedding is None:
             raise NotFoundError(
                 f"embedding_id {key!r} is unknown or was evicted; POST the image to /embed again"
             )
-        assert isinstance(entry.value, ImageEmbedding)
-        return entry.value
+        return embedding
 
-    def delete_embedding(self, key: str) -> None:
-        if not self.cache.delete(EMBEDDING_PREFIX + key):
+    async def delete_embedding(self, key: str) -> None:
+        if not await asyncio.to_thread(self.store.delete_embedding, key):
             raise NotFoundError(f"embedding_id {key!r} is unknown or was evicted")
 
     # Decoding ----------------------------------------------------------------------------------
@@ -303,18 +303,18 @@ class InferenceService:
 
     # Logits ------------------------------------------------------------------------------------
 
-    def put_logits(self, key: str, logits: np.ndarray, best: list[int], **meta: Any) -> None:
+    async def put_logits(self, key: str, logits: np.ndarray, best: list[int], **meta: Any) -> None:
         """Keeps BxCxSxS ``logits``; ``best[b]`` is the candidate sent back for refinement."""
-        self.cache.put(LOGITS_PREFIX + key, CacheEntry(logits, {**meta, "best": list(best)}))
+        meta = {**meta, "best": [int(b) for b in best]}
+        await asyncio.to_thread(self.store.put_logits, key, logits, meta)
 
-    def get_logits(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+    async def get_logits(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """The BxCxSxS logits under ``key`` and the Bx1xSxS mask input they give back."""
-        entry = self.cache.get(LOGITS_PREFIX + key)
-        if entry is None:
+        found = await asyncio.to_thread(self.store.get_logits, key)
+        if found is None:
             raise NotFoundError(f"logits id {key!r} is unknown or was evicted")
-        logits = entry.value
-        assert isinstance(logits, np.ndarray)
-        best = np.asarray(entry.meta["best"], dtype=np.int64)
+        logits, meta = found
+        best = np.asarray(meta["best"], dtype=np.int64)
         return logits, logits[np.arange(len(best)), best][:, None]
 
     # Everything mode ---------------------------------------------------------------------------

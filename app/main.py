@@ -14,12 +14,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from repvit_sam import __version__
 
-from .cache import MemoryCache
+from .cache import EmbeddingCache, MemoryCache, TieredCache
 from .deps import require_api_key
 from .errors import install_error_handlers, payload_too_large
 from .inference import InferenceService
 from .metrics import Metrics
-from .routes import embed, embeddings, everything, health, segment
+from .routes import demo, embed, embeddings, everything, health, segment
 from .settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,35 @@ class ObserveMiddleware:
             )
 
 
+def make_cache(settings: Settings) -> EmbeddingCache:
+    """The in-process LRU, in front of Redis when ``cache_url`` is set."""
+    near = MemoryCache(settings.cache_bytes, settings.cache_ttl_seconds)
+    if settings.cache_url is None:
+        return near
+    try:
+        from .redis_cache import RedisCache
+    except ImportError as err:
+        raise RuntimeError(
+            "REPVIT_SAM_CACHE_URL is set but the Redis client is missing: "
+            "pip install 'repvit-sam[server,redis]'"
+        ) from err
+    far = RedisCache(
+        settings.cache_url,
+        namespace=settings.cache_namespace,
+        ttl_seconds=settings.cache_remote_ttl_seconds,
+        max_entry_bytes=settings.cache_remote_max_entry_bytes,
+        socket_timeout=settings.cache_socket_timeout_seconds,
+        retry_max_seconds=settings.cache_retry_max_seconds,
+    )
+    return TieredCache(near, far)
+
+
+async def watch_cache(cache: EmbeddingCache, period: float) -> None:
+    """Checks a shared backend every ``period`` seconds (reconnecting it); returns if none."""
+    while await asyncio.to_thread(cache.check) is not None:
+        await asyncio.sleep(period)
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Loads the model in the background (so /healthz answers meanwhile); frees it at the end."""
@@ -72,11 +101,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.load_task = asyncio.create_task(service.start())
     # The error is recorded on the service and served by /readyz; retrieve it here too.
     app.state.load_task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    watcher = asyncio.create_task(
+        watch_cache(service.cache, app.state.settings.cache_check_seconds)
+    )
     try:
         yield
     finally:
         app.state.load_task.cancel()
+        watcher.cancel()
         service.close()
+        await asyncio.to_thread(service.cache.close)
         logger.info("service stopped")
 
 
@@ -88,7 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings or get_settings()
     metrics = Metrics()
-    cache = MemoryCache(settings.cache_bytes, settings.cache_ttl_seconds)
+    cache = make_cache(settings)
     app = FastAPI(
         title="RepViT-SAM",
         version=__version__,
@@ -106,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(embeddings.router, dependencies=secured)
     app.include_router(everything.router, dependencies=secured)
     app.include_router(health.router)
+    app.include_router(demo.router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -6,7 +6,7 @@ import bisect
 import threading
 from collections import defaultdict
 
-from .cache import CacheStats
+from .cache import BackendStats, CacheStats
 
 # Up to 2 minutes: /masks and /edges tasks may run until max_task_seconds (120 s by default).
 LATENCY_BUCKETS = (
@@ -119,7 +119,26 @@ class Metrics:
             ("repvit_sam_queue_depth", "gauge", "Model calls waiting or running.", queue_depth),
             ("repvit_sam_ready", "gauge", "1 once the model is loaded and warm.", int(ready)),
         )
-        for name, kind, text, value in gauges:
+        for name, kind, text, value in (*gauges, *_backend_gauges(cache.backend)):
             header(name, kind, text)
             out.append(f"{name} {value}")
         return "\n".join(out) + "\n"
+
+
+def _backend_gauges(backend: BackendStats | None) -> list[tuple[str, str, str, int]]:
+    """The shared cache's series; none without one (the in-process cache only)."""
+    if backend is None:
+        return []
+    prefix = "repvit_sam_cache_backend"
+    gauges = [
+        (f"{prefix}_up", "gauge", "1 while the shared cache (Redis) answers.", int(backend.up)),
+        (f"{prefix}_errors_total", "counter", "Failed shared-cache calls.", backend.errors),
+        (f"{prefix}_hits_total", "counter", "Local misses the shared cache had.", backend.hits),
+        (f"{prefix}_misses_total", "counter", "Misses in both caches.", backend.misses),
+    ]
+    if backend.used_bytes is not None:
+        gauges.append((f"{prefix}_bytes", "gauge", "Memory Redis uses.", backend.used_bytes))
+    if backend.max_bytes is not None:
+        text = "Redis maxmemory (0: unbounded)."
+        gauges.append((f"{prefix}_max_bytes", "gauge", text, backend.max_bytes))
+    return gauges

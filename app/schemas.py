@@ -358,11 +358,23 @@ class EdgesResponse(BaseModel):
 
 
 class Health(BaseModel):
-    """Liveness and readiness."""
+    """Liveness."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
 
     status: Literal["ok", "loading"]
+
+
+class Readiness(Health):
+    """Readiness: the model is loaded and warm; how the embedding cache stands."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok", "cache": "ok"}]})
+
+    cache: Literal["local", "ok", "degraded"] = Field(
+        description="local: in-process cache only; ok: the shared Redis cache answers; "
+        "degraded: Redis is unreachable, this replica answers from its local cache (still "
+        "ready: embeddings made elsewhere may be missing, 404) and reconnects on its own."
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -24,8 +24,18 @@ class Settings(BaseSettings):
         backend: Image encoder runtime: "auto" (default: the fastest exact one installed,
             see ``repvit_sam.backends``), "torch", "onnxruntime" or "openvino".
         warmup: Run one embed and one decode before reporting ready.
-        cache_bytes: Bytes of embeddings and logits kept (LRU beyond that).
+        cache_bytes: Bytes of embeddings and logits kept in this process (LRU beyond that);
+            with ``cache_url`` this is the near cache in front of Redis.
         cache_ttl_seconds: Drop cached items older than this; None keeps them until evicted.
+        cache_url: ``redis://host:6379/0`` (or ``rediss://``, ``unix://``) to share embeddings
+            and logits between replicas; None keeps them in this process only.
+        cache_namespace: Prefix of the service's Redis keys.
+        cache_remote_ttl_seconds: Expiry of every key written to Redis (``SET ... EX``).
+        cache_remote_max_entry_bytes: Larger values stay in this process only.
+        cache_socket_timeout_seconds: Redis connect and answer timeout; a slow or dead Redis
+            costs at most this (twice, with one retry) before the local cache answers.
+        cache_retry_max_seconds: Longest wait between reconnection attempts.
+        cache_check_seconds: Period of the background Redis check (reconnection, memory gauges).
         max_upload_bytes: Largest accepted upload (413 beyond).
         max_pixels: Largest accepted image in pixels, checked before decoding (413 beyond).
         max_points: Most points in one /segment request (422 beyond).
@@ -42,6 +52,8 @@ class Settings(BaseSettings):
         max_points_per_batch: Largest ``points_per_batch`` of /masks and /edges (422 beyond).
         host: Address ``repvit-sam serve`` binds.
         port: Port ``repvit-sam serve`` binds.
+        shutdown_timeout_seconds: On SIGTERM, how long ``repvit-sam serve`` lets requests in
+            flight finish before closing their connections (read by the command, not the app).
     """
 
     model_config = SettingsConfigDict(env_prefix="REPVIT_SAM_", extra="ignore")
@@ -55,6 +67,13 @@ class Settings(BaseSettings):
     warmup: bool = True
     cache_bytes: int = Field(default=1024 * MiB, ge=0)
     cache_ttl_seconds: float | None = Field(default=None, gt=0)
+    cache_url: str | None = None
+    cache_namespace: str = "repvit-sam"
+    cache_remote_ttl_seconds: float | None = Field(default=86400.0, gt=0)
+    cache_remote_max_entry_bytes: int = Field(default=64 * MiB, ge=0)
+    cache_socket_timeout_seconds: float = Field(default=1.0, gt=0)
+    cache_retry_max_seconds: float = Field(default=30.0, gt=0)
+    cache_check_seconds: float = Field(default=5.0, gt=0)
     max_upload_bytes: int = Field(default=32 * MiB, gt=0)
     max_pixels: int = Field(default=50_000_000, gt=0)
     max_points: int = Field(default=64, gt=0)
@@ -69,6 +88,17 @@ class Settings(BaseSettings):
     max_points_per_batch: int = Field(default=256, gt=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    shutdown_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("cache_url", mode="before")
+    @classmethod
+    def _check_cache_url(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            if not value.startswith(("redis://", "rediss://", "unix://")):
+                raise ValueError(f"expected redis://, rediss:// or unix:// URL, got {value!r}")
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

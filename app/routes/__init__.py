@@ -1,5 +1,5 @@
 """The service's routers, one per concern."""
 
-from . import embed, embeddings, everything, health, segment
+from . import demo, embed, embeddings, everything, health, segment
 
-__all__ = ["embed", "embeddings", "everything", "health", "segment"]
+__all__ = ["demo", "embed", "embeddings", "everything", "health", "segment"]

@@ -39,7 +39,7 @@ def _npy(array: np.ndarray) -> bytes:
 )
 async def get_embedding(embedding_id: IdPath, service: ServiceDep) -> Response:
     """The encoder output; headers ``X-Original-Size`` and ``X-Input-Size`` give (H, W)."""
-    embedding = service.get_embedding(embedding_id)
+    embedding = await service.fetch_embedding(embedding_id)
     data = await asyncio.to_thread(lambda: _npy(embedding.numpy()))
     return Response(
         data,
@@ -59,7 +59,7 @@ async def get_embedding(embedding_id: IdPath, service: ServiceDep) -> Response:
     summary="Drop a cached embedding",
 )
 async def delete_embedding(embedding_id: IdPath, service: ServiceDep) -> Response:
-    service.delete_embedding(embedding_id)
+    await service.delete_embedding(embedding_id)
     return Response(status_code=204)
 
 
@@ -71,7 +71,7 @@ async def delete_embedding(embedding_id: IdPath, service: ServiceDep) -> Respons
 )
 async def get_logits(logits_id: IdPath, service: ServiceDep) -> Response:
     """B prompts, C candidates, in the order of the answer's masks."""
-    logits, _ = service.get_logits(logits_id)
+    logits, _ = await service.get_logits(logits_id)
     return Response(await asyncio.to_thread(_npy, logits), media_type=NPY)
 
 
@@ -104,5 +104,5 @@ async def put_logits(request: Request, service: ServiceDep) -> LogitsResponse:
     if not np.isfinite(logits).all():
         raise InvalidInputError("logits contain NaN or infinite values")
     logits_id = uuid.uuid4().hex
-    service.put_logits(logits_id, logits, [0] * logits.shape[0])
+    await service.put_logits(logits_id, logits, [0] * logits.shape[0])
     return LogitsResponse(logits_id=logits_id)

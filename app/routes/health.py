@@ -1,4 +1,9 @@
-"""Liveness, readiness and Prometheus metrics (no API key: probes and scrapers call these)."""
+"""Liveness, readiness and Prometheus metrics (no API key: probes and scrapers call these).
+
+``/readyz`` is 503 until the model is loaded and warmed up, then 200. A shared cache that is
+down does not make the replica unready (it still answers, from its local cache): the body says
+``"cache": "degraded"`` and ``repvit_sam_cache_backend_up`` is 0.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from fastapi.responses import PlainTextResponse
 
 from ..deps import MetricsDep, ServiceDep
 from ..errors import NotReadyError
-from ..schemas import Health, error_responses
+from ..schemas import Health, Readiness, error_responses
 
 router = APIRouter(tags=["operations"])
 
@@ -19,14 +24,17 @@ async def healthz() -> Health:
 
 @router.get(
     "/readyz",
-    response_model=Health,
+    response_model=Readiness,
     responses=error_responses(503),
     summary="The model is loaded and warmed up",
 )
-async def readyz(service: ServiceDep) -> Health:
+async def readyz(service: ServiceDep) -> Readiness:
     if not service.ready:
         raise NotReadyError(service.load_error or "the model is still loading")
-    return Health(status="ok")
+    backend = service.cache.stats().backend
+    if backend is None:
+        return Readiness(status="ok", cache="local")
+    return Readiness(status="ok", cache="ok" if backend.up else "degraded")
 
 
 @router.get(

@@ -73,7 +73,7 @@ async def segment(request: Request, service: ServiceDep, settings: SettingsDep) 
     num_prompts = max(len(body.boxes), 1)
     mask_input = None
     if body.mask_input_id is not None:
-        _, mask_input = service.get_logits(body.mask_input_id)
+        _, mask_input = await service.get_logits(body.mask_input_id)
         if mask_input.shape[0] not in (1, num_prompts):
             raise InvalidInputError(
                 f"mask_input_id holds logits for {mask_input.shape[0]} prompts, this request "
@@ -88,7 +88,7 @@ async def segment(request: Request, service: ServiceDep, settings: SettingsDep) 
         body.multimask,
     )
     logits_id = uuid.uuid4().hex
-    service.put_logits(
+    await service.put_logits(
         logits_id,
         decoded.logits,
         np.argmax(decoded.scores, axis=1).tolist(),

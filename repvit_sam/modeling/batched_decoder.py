@@ -62,12 +62,13 @@ def _tokens_to_image(attn: Attention, q: Tensor, keys: Tensor, key_pe: Tensor) -
     b, t, _ = q.shape
     h, c = attn.num_heads, keys.shape[-1]
     d = attn.internal_dim // h
-    queries = _heads(attn.q_proj(q), h)  # B x H x T x D
+    # The 1/sqrt(D) scale goes on the T queries rather than on the BxHTxN scores.
+    queries = _heads(attn.q_proj(q), h) / math.sqrt(d)  # B x H x T x D
     mapped = (queries @ _per_head(attn.k_proj.weight, h)).reshape(b, h * t, c)
     scores = mapped @ keys.transpose(1, 2) + (mapped.reshape(-1, c) @ key_pe.T).reshape(
         b, h * t, -1
     )
-    weights = torch.softmax(scores / math.sqrt(d), dim=-1)  # B x HT x N
+    weights = torch.softmax(scores, dim=-1)  # B x HT x N
     pooled = (weights @ keys).reshape(b, h, t, c)
     values = pooled @ _per_head(attn.v_proj.weight, h).transpose(1, 2)  # B x H x T x D
     out = values.transpose(1, 2).reshape(b, t, h * d) + attn.v_proj.bias
@@ -101,7 +102,7 @@ def _image_to_tokens(attn: Attention, keys: Tensor, key_pe: Tensor, k: Tensor, v
     b, t, _ = k.shape
     h = attn.num_heads
     d = attn.internal_dim // h
-    token_keys = _heads(attn.k_proj(k), h)  # B x H x T x D
+    token_keys = _heads(attn.k_proj(k), h) / math.sqrt(d)  # B x H x T x D, scaled
     mapped = token_keys @ _per_head(attn.q_proj.weight, h)  # B x H x T x C
     bias = token_keys @ attn.q_proj.bias.reshape(h, d, 1)  # B x H x T x 1
     mapped = mapped.reshape(b, h * t, -1)
@@ -109,7 +110,7 @@ def _image_to_tokens(attn: Attention, keys: Tensor, key_pe: Tensor, k: Tensor, v
     scores = scores + (key_pe @ mapped.reshape(b * h * t, -1).T).reshape(-1, b, h * t).transpose(
         0, 1
     )
-    return _image_scores_to_tokens(attn, (scores / math.sqrt(d)).reshape(b, -1, h, t), v)
+    return _image_scores_to_tokens(attn, scores.reshape(b, -1, h, t), v)
 
 
 def _shared_image_to_tokens(attn: Attention, queries: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -117,7 +118,7 @@ def _shared_image_to_tokens(attn: Attention, queries: Tensor, k: Tensor, v: Tens
     b, t, _ = k.shape
     h, n, d = queries.shape
     token_keys = attn.k_proj(k).reshape(b, t, h, d).permute(2, 3, 0, 1).reshape(h, d, b * t)
-    scores = (queries @ token_keys / math.sqrt(d)).reshape(h, n, b, t).permute(2, 1, 0, 3)
+    scores = (queries @ (token_keys / math.sqrt(d))).reshape(h, n, b, t).permute(2, 1, 0, 3)
     return _image_scores_to_tokens(attn, scores, v)
 
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_health_ready_and_metrics(client, embedding_id):
     assert (await client.get("/healthz")).json() == {"status": "ok"}
-    assert (await client.get("/readyz")).json() == {"status": "ok"}
+    assert (await client.get("/readyz")).json() == {"status": "ok", "cache": "local"}
     await client.post("/segment", json={"embedding_id": embedding_id, "points": [[1, 1]]})
     await client.post("/segment", json={"embedding_id": embedding_id})
     response = await client.get("/metrics")
