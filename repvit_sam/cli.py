@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -188,8 +189,6 @@ def run_segment(args: argparse.Namespace) -> int:
 
 @command("serve")
 def run_serve(args: argparse.Namespace) -> int:
-    import os
-
     import uvicorn
 
     # The service reads its settings from the environment; the app is imported by uvicorn so
@@ -197,10 +196,45 @@ def run_serve(args: argparse.Namespace) -> int:
     for name in ("host", "port", "checkpoint", "variant", "device"):
         if getattr(args, name) is not None:
             os.environ[f"REPVIT_SAM_{name.upper()}"] = str(getattr(args, name))
+    _check_serve_checkpoint(os.environ)
     host = os.environ.get("REPVIT_SAM_HOST", "127.0.0.1")
     port = int(os.environ.get("REPVIT_SAM_PORT", "8000"))
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
+    # A server logs its lifecycle (model loaded, cache state) unless told to be quieter.
+    logging.getLogger().setLevel(os.environ.get("REPVIT_SAM_LOG_LEVEL", "INFO").upper())
+    # On SIGTERM uvicorn stops accepting, lets requests in flight finish (up to this long),
+    # then runs the app's shutdown.
+    grace = float(os.environ.get("REPVIT_SAM_SHUTDOWN_TIMEOUT_SECONDS", "30"))
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=grace,
+    )
     return 0
+
+
+def _check_serve_checkpoint(environ: Mapping[str, str]) -> None:
+    """Fails fast on a missing or wrong ``REPVIT_SAM_CHECKPOINT``, before the server starts.
+
+    The service would otherwise start, answer /healthz and never become ready. Without a
+    checkpoint the service downloads (and verifies) the official weights itself.
+
+    Raises:
+        CheckpointError: The file is missing, unreadable or not of ``REPVIT_SAM_VARIANT``.
+    """
+    from .build import build_repvit_sam
+
+    checkpoint = environ.get("REPVIT_SAM_CHECKPOINT", "").strip()
+    if not checkpoint:
+        return
+    image_size = environ.get("REPVIT_SAM_IMAGE_SIZE", "").strip()
+    build_repvit_sam(
+        Path(checkpoint),
+        variant=environ.get("REPVIT_SAM_VARIANT", "m2_3"),
+        image_size=int(image_size) if image_size else None,
+    )
 
 
 def _add_distill_parser(sub: argparse._SubParsersAction) -> None:

@@ -222,12 +222,12 @@ class BatchedMaskDecoder(nn.Module):
         for start in range(0, sparse_prompt_embeddings.shape[0], self.chunk_size):
             stop = start + self.chunk_size
             dense = None if dense_prompt_embeddings is None else dense_prompt_embeddings[start:stop]
-            iou, mask_tokens, keys = self.run_transformer(
+            iou, mask_tokens, keys = self._run_transformer(
                 context, sparse_prompt_embeddings[start:stop], dense
             )
             chosen = torch.zeros_like(iou, dtype=torch.bool)
             chosen[:, selected] = True
-            logits = self.mask_logits(context, keys, mask_tokens, chosen)
+            logits = self._mask_logits(context, keys, mask_tokens, chosen)
             masks.append(logits.reshape(iou.shape[0], -1, *logits.shape[-2:]))
             ious.append(iou[:, selected])
         return torch.cat(masks), torch.cat(ious)
@@ -246,13 +246,15 @@ class BatchedMaskDecoder(nn.Module):
             IoU predictions Bx4 (token 0 is the single-mask output, 1-3 the multimask ones),
             the mask tokens' outputs Bx4xC and the image tokens BxNxC that masks are drawn from.
         """
-        decoder = self.mask_decoder
-        b = sparse.shape[0]
-        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
-        tokens = torch.cat([output_tokens[None].expand(b, -1, -1), sparse], dim=1)
-        queries, keys = self._transformer(context, tokens, dense)
-        iou = decoder.iou_prediction_head(queries[:, 0])
-        return iou, queries[:, 1 : 1 + decoder.num_mask_tokens], keys
+        outputs = [
+            self._run_transformer(
+                context,
+                sparse[start : start + self.chunk_size],
+                None if dense is None else dense[start : start + self.chunk_size],
+            )
+            for start in range(0, sparse.shape[0], self.chunk_size)
+        ]
+        return tuple(torch.cat(parts) for parts in zip(*outputs, strict=True))  # type: ignore[return-value]
 
     def mask_logits(
         self, context: ImageContext, keys: Tensor, mask_tokens: Tensor, chosen: Tensor
@@ -268,9 +270,35 @@ class BatchedMaskDecoder(nn.Module):
         Returns:
             Mx4hx4w logits, M = ``chosen.sum()``, in row-major order of ``chosen``.
         """
-        decoder = self.mask_decoder
         prompts = chosen.any(dim=1).nonzero()[:, 0]
         keys, mask_tokens, chosen = keys[prompts], mask_tokens[prompts], chosen[prompts]
+        h, w = context.size
+        if not len(prompts):
+            return keys.new_empty((0, 4 * h, 4 * w))
+        return torch.cat(
+            [
+                self._mask_logits(
+                    context, keys[i : i + n], mask_tokens[i : i + n], chosen[i : i + n]
+                )
+                for i, n in ((i, self.chunk_size) for i in range(0, len(prompts), self.chunk_size))
+            ]
+        )
+
+    def _run_transformer(
+        self, context: ImageContext, sparse: Tensor, dense: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        decoder = self.mask_decoder
+        b = sparse.shape[0]
+        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
+        tokens = torch.cat([output_tokens[None].expand(b, -1, -1), sparse], dim=1)
+        queries, keys = self._transformer(context, tokens, dense)
+        iou = decoder.iou_prediction_head(queries[:, 0])
+        return iou, queries[:, 1 : 1 + decoder.num_mask_tokens], keys
+
+    def _mask_logits(
+        self, context: ImageContext, keys: Tensor, mask_tokens: Tensor, chosen: Tensor
+    ) -> Tensor:
+        decoder = self.mask_decoder
         b = keys.shape[0]
         hyper_in = torch.stack(
             [mlp(mask_tokens[:, i]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from fastapi import FastAPI
+from process_helpers import REDIS_SERVER, RedisServer
 from service_helpers import TEST_IMAGE_SIZE, TEST_VARIANT, encode, make_image, make_settings
 
 from app import create_app
@@ -65,3 +66,16 @@ async def embedding_id(client: httpx.AsyncClient, png: bytes) -> str:
     response = await client.post("/embed", files={"image": ("a.png", png)})
     assert response.status_code == 200, response.text
     return response.json()["embedding_id"]
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A running ``redis-server`` on a free loopback port (skips where none is installed)."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server not installed (apt-get install -y redis-server; .ci/run does)")
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
