@@ -5,7 +5,11 @@ Layout::
     settings.py   Settings from REPVIT_SAM_* environment variables
     inference.py  InferenceService: owns the model, its executor, the queue, single-flight and
                   the time limit of long tasks (automatic masks, edge maps)
-    cache.py      EmbeddingCache interface and the in-process MemoryCache (bytes-bounded LRU)
+    cache.py      EmbeddingCache interface, the in-process MemoryCache (bytes-bounded LRU) and
+                  TieredCache (that LRU as a near cache in front of a shared backend)
+    redis_cache.py  RedisCache: the shared backend of several replicas; never raises
+    cache_codec.py  cache values as bytes (JSON header + raw float32), no pickle
+    store.py      EmbeddingStore: typed, fingerprint-checked access to the cache
     bodies.py     request bodies: JSON against an embedding_id, or multipart with the image
     encoding.py   masks as COCO RLE, base64 PNG or polygons
     schemas.py    request and response models (with the OpenAPI examples)

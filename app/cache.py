@@ -171,6 +171,12 @@ class MemoryCache(EmbeddingCache):
             self._remove(key)
             return True
 
+    def peek(self, key: str) -> CacheEntry | None:
+        """The entry if present and fresh, without counting a hit or refreshing its recency."""
+        with self._lock:
+            item = self._entries.get(key)
+            return None if item is None or self._expired(item[1]) else item[0]
+
     def stats(self) -> CacheStats:
         with self._lock:
             return CacheStats(
@@ -194,7 +200,10 @@ class TieredCache(EmbeddingCache):
     """A near ``MemoryCache`` in front of a shared backend, which may be down at any time.
 
     The backend must not raise: it answers None/False when unreachable (``RedisCache`` does,
-    and counts the error). Values read from the backend are kept in the near cache.
+    and counts the error). Values read from the backend are kept in the near cache. Values
+    written while the backend was down are written to it again once ``check()`` finds it back
+    (if still in the near cache), so that other replicas see them; deletes made meanwhile are
+    not replayed (the value expires with its TTL).
 
     Args:
         near: This process's cache.
@@ -204,6 +213,8 @@ class TieredCache(EmbeddingCache):
     def __init__(self, near: MemoryCache, far: EmbeddingCache) -> None:
         self.near = near
         self.far = far
+        self._unshared: set[str] = set()
+        self._lock = threading.Lock()
 
     def get(self, key: str) -> CacheEntry | None:
         entry = self.near.get(key)
@@ -215,10 +226,18 @@ class TieredCache(EmbeddingCache):
 
     def put(self, key: str, entry: CacheEntry) -> bool:
         kept_near = self.near.put(key, entry)
-        return self.far.put(key, entry) or kept_near
+        shared = self.far.put(key, entry)
+        with self._lock:
+            if kept_near and not shared and not self._far_up():
+                self._unshared.add(key)
+            else:
+                self._unshared.discard(key)
+        return shared or kept_near
 
     def delete(self, key: str) -> bool:
         deleted_near = self.near.delete(key)
+        with self._lock:
+            self._unshared.discard(key)
         return self.far.delete(key) or deleted_near
 
     def stats(self) -> CacheStats:
@@ -234,7 +253,31 @@ class TieredCache(EmbeddingCache):
         )
 
     def check(self) -> bool | None:
-        return self.far.check()
+        up = self.far.check()
+        if up:
+            self._share_again()
+        return up
 
     def close(self) -> None:
         self.far.close()
+
+    def _far_up(self) -> bool:
+        backend = self.far.stats().backend
+        return backend is None or backend.up
+
+    def _share_again(self) -> None:
+        """Writes what was kept only here while the backend was down."""
+        with self._lock:
+            keys, self._unshared = self._unshared, set()
+        shared = 0
+        for key in keys:
+            entry = self.near.peek(key)
+            if entry is None:
+                continue
+            if self.far.put(key, entry):
+                shared += 1
+            elif not self._far_up():  # down again: try at the next check
+                with self._lock:
+                    self._unshared.add(key)
+        if shared:
+            logger.info("shared %d cache entries written while the backend was down", shared)

@@ -371,9 +371,8 @@ class Readiness(Health):
     model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok", "cache": "ok"}]})
 
     cache: Literal["local", "ok", "degraded"] = Field(
-        description="local: in-process cache only; ok: the shared Redis cache answers; "
-        "degraded: Redis is unreachable, this replica answers from its local cache (still "
-        "ready: embeddings made elsewhere may be missing, 404) and reconnects on its own."
+        description="local: no shared cache; ok: Redis answers; degraded: Redis is down, this "
+        "replica answers from its own cache (other replicas' ids: 404) and reconnects."
     )
 
 

@@ -64,3 +64,21 @@ def test_serve_command_runs_the_service(checkpoint, tmp_path):
             process.kill()
             process.wait()
         log.close()
+
+
+@pytest.mark.parametrize("case", ["missing", "other_variant"])
+def test_serve_fails_fast_with_one_clear_line_on_a_bad_checkpoint(checkpoint, tmp_path, case):
+    path = tmp_path / "absent.pt" if case == "missing" else checkpoint
+    variant = TEST_VARIANT if case == "missing" else "m1_0"
+    env = {**os.environ, "REPVIT_SAM_IMAGE_SIZE": str(TEST_IMAGE_SIZE)}
+    command = [sys.executable, "-m", "repvit_sam.cli", "serve", "--port", str(free_port())]
+    command += ["--checkpoint", str(path), "--variant", variant]
+    started = time.monotonic()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert time.monotonic() - started < 60
+    assert "Uvicorn running" not in done.stderr  # refused before the server started
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("repvit-sam serve: error: ")
+    expected = "checkpoint not found" if case == "missing" else "pass variant='m0_9'"
+    assert expected in line and str(path) in line

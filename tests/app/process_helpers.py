@@ -1,0 +1,149 @@
+"""Real processes for the service tests: Debian's ``redis-server`` and ``repvit-sam serve``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from service_helpers import TEST_IMAGE_SIZE, TEST_VARIANT
+
+REDIS_SERVER = shutil.which("redis-server")
+needs_redis = pytest.mark.skipif(
+    REDIS_SERVER is None,
+    reason="redis-server not installed (apt-get install -y redis-server; .ci/run does)",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen, timeout: float = 15) -> int:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+class RedisServer:
+    """A throw-away ``redis-server`` on a free loopback port, no persistence, LRU-bounded.
+
+    ``stop()`` and ``start()`` again keep the port: what a Redis restart looks like to clients.
+    """
+
+    def __init__(self, folder: Path, maxmemory: str = "64mb") -> None:
+        self.folder = folder
+        self.maxmemory = maxmemory
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        assert REDIS_SERVER is not None
+        command = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", str(self.folder)]
+        command += ["--maxmemory", self.maxmemory, "--maxmemory-policy", "allkeys-lru"]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            assert self.process.poll() is None, "redis-server exited at start"
+            assert time.monotonic() < deadline, "redis-server did not answer in 10 s"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+class ServeProcess:
+    """``repvit-sam serve`` of the small test model, as a real process on a free port.
+
+    Args:
+        checkpoint: The small random-weight checkpoint.
+        log: File that receives the process's output.
+        env: Extra ``REPVIT_SAM_*`` (or other) environment variables.
+    """
+
+    def __init__(self, checkpoint: Path, log: Path, **env: str) -> None:
+        self.port = free_port()
+        self.log = log
+        self.env = {
+            **os.environ,
+            "REPVIT_SAM_VARIANT": TEST_VARIANT,
+            "REPVIT_SAM_IMAGE_SIZE": str(TEST_IMAGE_SIZE),
+            "REPVIT_SAM_BACKEND": "torch",
+            "REPVIT_SAM_CHECKPOINT": str(checkpoint),
+            "REPVIT_SAM_PORT": str(self.port),
+            "OMP_NUM_THREADS": "1",  # several servers share the CI machine's cores
+            **env,
+        }
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "repvit_sam.cli", "serve"]
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                command, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.process is not None and self.process.poll() is None, self.output()
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"serve did not become ready in {timeout:g} s:\n{self.output()}")
+            time.sleep(0.2)
+
+    def sigterm(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = 30) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> int | None:
+        if self.process is None:
+            return None
+        code = _stop(self.process)
+        self.process = None
+        return code
+
+    def output(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
