@@ -51,8 +51,8 @@ def _per_head(weight: Tensor, num_heads: int) -> Tensor:
     return weight.reshape(num_heads, -1, weight.shape[-1])
 
 
-def _tokens_to_image(attn: Attention, q: Tensor, keys: Tensor, key_pe: Tensor) -> Tensor:
-    """``attn(q=q, k=keys + key_pe, v=keys)`` for BxTxC tokens and BxNxC image tokens.
+def _tokens_to_image(attn: Attention, q: Tensor, keyed: Tensor, keys: Tensor) -> Tensor:
+    """``attn(q=q, k=keyed, v=keys)`` for BxTxC tokens and BxNxC image tokens (keyed = keys + pe).
 
     Instead of projecting the N image tokens to keys and values, each head's query is mapped back
     into the C-dim input space (``q W_k``) and the attention-weighted image tokens are projected
@@ -65,10 +65,7 @@ def _tokens_to_image(attn: Attention, q: Tensor, keys: Tensor, key_pe: Tensor) -
     # The 1/sqrt(D) scale goes on the T queries rather than on the BxHTxN scores.
     queries = _heads(attn.q_proj(q), h) / math.sqrt(d)  # B x H x T x D
     mapped = (queries @ _per_head(attn.k_proj.weight, h)).reshape(b, h * t, c)
-    scores = mapped @ keys.transpose(1, 2) + (mapped.reshape(-1, c) @ key_pe.T).reshape(
-        b, h * t, -1
-    )
-    weights = torch.softmax(scores, dim=-1)  # B x HT x N
+    weights = torch.softmax(mapped @ keyed.transpose(1, 2), dim=-1)  # B x HT x N
     pooled = (weights @ keys).reshape(b, h, t, c)
     values = pooled @ _per_head(attn.v_proj.weight, h).transpose(1, 2)  # B x H x T x D
     out = values.transpose(1, 2).reshape(b, t, h * d) + attn.v_proj.bias
@@ -93,8 +90,8 @@ def _image_scores_to_tokens(attn: Attention, scores: Tensor, values_in: Tensor) 
     return torch.baddbmm(attn.out_proj.bias, weights, projected.reshape(b, h * t, -1))
 
 
-def _image_to_tokens(attn: Attention, keys: Tensor, key_pe: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """``attn(q=keys + key_pe, k=k, v=v)`` for BxNxC image tokens and BxTxC tokens.
+def _image_to_tokens(attn: Attention, keyed: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """``attn(q=keyed, k=k, v=v)`` for BxNxC image tokens (plus their encoding) and BxTxC tokens.
 
     Each head's T keys are mapped into the C-dim input space (``K W_q``), so the N image tokens
     are never projected; the query bias contributes a per-key term that is kept.
@@ -106,10 +103,7 @@ def _image_to_tokens(attn: Attention, keys: Tensor, key_pe: Tensor, k: Tensor, v
     mapped = token_keys @ _per_head(attn.q_proj.weight, h)  # B x H x T x C
     bias = token_keys @ attn.q_proj.bias.reshape(h, d, 1)  # B x H x T x 1
     mapped = mapped.reshape(b, h * t, -1)
-    scores = torch.baddbmm(bias.reshape(b, 1, h * t), keys, mapped.transpose(1, 2))
-    scores = scores + (key_pe @ mapped.reshape(b * h * t, -1).T).reshape(-1, b, h * t).transpose(
-        0, 1
-    )
+    scores = torch.baddbmm(bias.reshape(b, 1, h * t), keyed, mapped.transpose(1, 2))
     return _image_scores_to_tokens(attn, scores.reshape(b, -1, h, t), v)
 
 
@@ -327,8 +321,9 @@ class BatchedMaskDecoder(nn.Module):
             )
         else:
             keys = context.keys - self._no_mask_tokens() + dense.flatten(2).transpose(1, 2)
+            keyed = keys + key_pe
             attn_out = _tokens_to_image(
-                first.cross_attn_token_to_image, queries + tokens, keys, key_pe
+                first.cross_attn_token_to_image, queries + tokens, keyed, keys
             )
         queries = first.norm2(queries + attn_out)
         queries = first.norm3(queries + first.mlp(queries))
@@ -336,24 +331,26 @@ class BatchedMaskDecoder(nn.Module):
         if dense is None:
             attn_out = _shared_image_to_tokens(to_token, context.q0, queries + tokens, queries)
         else:
-            attn_out = _image_to_tokens(to_token, keys, key_pe, queries + tokens, queries)
+            attn_out = _image_to_tokens(to_token, keyed, queries + tokens, queries)
         keys = first.norm4(keys + attn_out)
 
         for layer in rest:
             q = queries + tokens
             queries = layer.norm1(queries + layer.self_attn(q, q, queries))
+            # Both cross attentions of a layer read the same keys + positional encoding.
+            keyed = keys + key_pe
             attn_out = _tokens_to_image(
-                layer.cross_attn_token_to_image, queries + tokens, keys, key_pe
+                layer.cross_attn_token_to_image, queries + tokens, keyed, keys
             )
             queries = layer.norm2(queries + attn_out)
             queries = layer.norm3(queries + layer.mlp(queries))
             attn_out = _image_to_tokens(
-                layer.cross_attn_image_to_token, keys, key_pe, queries + tokens, queries
+                layer.cross_attn_image_to_token, keyed, queries + tokens, queries
             )
             keys = layer.norm4(keys + attn_out)
 
         attn_out = _tokens_to_image(
-            transformer.final_attn_token_to_image, queries + tokens, keys, key_pe
+            transformer.final_attn_token_to_image, queries + tokens, keys + key_pe, keys
         )
         return transformer.norm_final_attn(queries + attn_out), keys
 
