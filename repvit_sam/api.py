@@ -113,7 +113,7 @@ class RepViTSAM:
         )
         encoder = None
         if backend != "torch" or precision != "fp32" or fuse:
-            encoder = make_encoder(model, backend, precision=precision)
+            encoder = make_encoder(model, backend, precision=precision, fuse=fuse)
         self._init(model, cache_size, encoder)
 
     def _init(self, model: Sam, cache_size: int, encoder: Encoder | None = None) -> None:

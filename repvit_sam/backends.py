@@ -160,15 +160,18 @@ def make_encoder(
     *,
     precision: str = "fp32",
     threads: int | None = None,
+    fuse: bool = True,
 ) -> Encoder:
     """An encoder callable for ``Predictor(model, encoder=...)``.
 
     Args:
-        model: The RepViT-SAM model; its encoder is fused in place (same function).
+        model: The RepViT-SAM model.
         backend: One of ``BACKENDS``.
         precision: "fp32", or "bf16"/"fp16" autocast on CUDA with the torch backend (not exact:
             an explicit speed-for-accuracy choice).
         threads: CPU threads for ONNX Runtime/OpenVINO; torch's setting by default.
+        fuse: With the torch backend, fuse the model's encoder in place (same function). The ONNX
+            backends always export a fused copy and leave the model as it is.
     """
     device = next(model.parameters()).device
     name = resolve_backend(backend, device)
@@ -179,6 +182,6 @@ def make_encoder(
     elif name == "openvino":
         encoder = OpenVINOEncoder(model, threads)
     else:
-        encoder = TorchEncoder(model, precision)
+        encoder = TorchEncoder(model, precision, fuse=fuse)
     logger.info("image encoder backend: %s (asked %s) on %s", name, backend, device)
     return encoder

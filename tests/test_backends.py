@@ -139,3 +139,11 @@ def test_cuda_end_to_end(small_checkpoint, rgb_image, precision):
     assert b.features.is_cuda and (a.features - b.features.cpu()).abs().max() <= tolerance
     masks, _, _ = predictor.predict(np.array([[80, 50]]), np.array([1]), embedding=b)
     assert masks.shape == (3, 120, 160)
+
+
+def test_torch_backend_fuses_only_when_asked(model):
+    from repvit_sam.modeling import is_fused
+
+    unfused = make_encoder(copy.deepcopy(model), "torch", fuse=False)
+    assert not is_fused(unfused.encoder)
+    assert is_fused(make_encoder(copy.deepcopy(model), "torch").encoder)
