@@ -110,8 +110,9 @@ class ServeProcess:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        command = [sys.executable, "-m", "repvit_sam.cli", "serve"]
+    def start(self, *options: str) -> None:
+        """Starts the process; ``options`` are ``repvit-sam serve`` command-line options."""
+        command = [sys.executable, "-m", "repvit_sam.cli", "serve", *options]
         with self.log.open("a") as log:
             self.process = subprocess.Popen(
                 command, env=self.env, stdout=log, stderr=subprocess.STDOUT

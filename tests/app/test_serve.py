@@ -3,49 +3,27 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import httpx
 import pytest
+from process_helpers import ServeProcess, free_port
 from pycocotools import mask as mask_utils
 from service_helpers import TEST_IMAGE_SIZE, TEST_VARIANT, encode, make_image
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_serve_command_runs_the_service(checkpoint, tmp_path):
-    port = free_port()
-    env = {
-        **os.environ,
-        "REPVIT_SAM_VARIANT": TEST_VARIANT,
-        "REPVIT_SAM_IMAGE_SIZE": str(TEST_IMAGE_SIZE),
-        "REPVIT_SAM_API_KEY": "k",
-    }
-    command = [sys.executable, "-m", "repvit_sam.cli", "serve", "--port", str(port)]
-    command += ["--checkpoint", str(checkpoint)]
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    server = ServeProcess(
+        checkpoint, tmp_path / "serve.log", REPVIT_SAM_API_KEY="k", REPVIT_SAM_BACKEND="auto"
+    )
+    # The checkpoint and port come from the command line here, not the environment.
+    del server.env["REPVIT_SAM_CHECKPOINT"], server.env["REPVIT_SAM_PORT"]
+    server.start("--port", str(server.port), "--checkpoint", str(checkpoint))
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("serve did not become ready in 60 s")
-            time.sleep(0.25)
-        with httpx.Client(base_url=base, headers={"X-API-Key": "k"}, timeout=30) as http:
+        server.wait_ready(timeout=60)
+        with httpx.Client(base_url=server.base, headers={"X-API-Key": "k"}, timeout=30) as http:
             embedded = http.post("/embed", files={"image": ("a.png", encode(make_image()))})
             assert embedded.status_code == 200, embedded.text
             body = {"embedding_id": embedded.json()["embedding_id"], "boxes": [[10, 10, 90, 80]]}
@@ -57,13 +35,7 @@ def test_serve_command_runs_the_service(checkpoint, tmp_path):
             assert http.post("/segment", json={**body, "boxes": [[5, 5, 1, 1]]}).status_code == 422
             assert 'route="/segment",status="422"' in http.get("/metrics").text
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        server.stop()
 
 
 @pytest.mark.parametrize("case", ["missing", "other_variant"])
