@@ -3,21 +3,33 @@
 segment-anything's ``MaskDecoder`` copies the 256x64x64 image embedding and its positional
 encoding once per prompt and recomputes the first layer's key/value/query projections of the
 image for every prompt. Here they are computed once per image (``ImageContext``) and broadcast;
-only work that truly depends on the prompt runs per prompt, in chunks that bound memory. The
-weights are segment-anything's own modules, so this computes the same function (up to float
-summation order).
+only work that truly depends on the prompt runs per prompt, in chunks of prompts, and the
+image-side work of each layer runs tile by tile over rows of pixels so that it stays in cache.
+The weights are segment-anything's own modules, so this computes the same function (up to
+float summation order).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from segment_anything.modeling import MaskDecoder, PromptEncoder
-from segment_anything.modeling.transformer import Attention
+from segment_anything.modeling.transformer import TwoWayAttentionBlock
 from torch import Tensor, nn
+
+from .decoder_attention import (
+    ImageToTokens,
+    heads,
+    map_queries,
+    project_pooled,
+    tokens_to_image,
+    tokens_to_shared_image,
+)
+from .mask_upscaling import UpscalingMatmuls, draw_masks
+
+# (token range of whole grid rows, BxPxC image tokens of those rows) pairs covering the grid.
+Tiles = list[tuple[slice, Tensor]]
 
 
 @dataclass(frozen=True)
@@ -40,119 +52,24 @@ class ImageContext:
     q0: Tensor
 
 
-def _heads(x: Tensor, num_heads: int) -> Tensor:
-    """BxNx(H*D) -> BxHxNxD."""
-    b, n, c = x.shape
-    return x.reshape(b, n, num_heads, c // num_heads).transpose(1, 2)
-
-
-def _per_head(weight: Tensor, num_heads: int) -> Tensor:
-    """A projection weight (H*D)xC -> HxDxC."""
-    return weight.reshape(num_heads, -1, weight.shape[-1])
-
-
-def _tokens_to_image(attn: Attention, q: Tensor, keyed: Tensor, keys: Tensor) -> Tensor:
-    """``attn(q=q, k=keyed, v=keys)`` for BxTxC tokens and BxNxC image tokens (keyed = keys + pe).
-
-    Instead of projecting the N image tokens to keys and values, each head's query is mapped back
-    into the C-dim input space (``q W_k``) and the attention-weighted image tokens are projected
-    afterwards (``(P keys) W_v``): the same function, with work in T rather than N. The key bias
-    adds a per-query constant to the scores, which softmax ignores.
-    """
-    b, t, _ = q.shape
-    h, c = attn.num_heads, keys.shape[-1]
-    d = attn.internal_dim // h
-    # The 1/sqrt(D) scale goes on the T queries rather than on the BxHTxN scores.
-    queries = _heads(attn.q_proj(q), h) / math.sqrt(d)  # B x H x T x D
-    mapped = (queries @ _per_head(attn.k_proj.weight, h)).reshape(b, h * t, c)
-    weights = torch.softmax(mapped @ keyed.transpose(1, 2), dim=-1)  # B x HT x N
-    pooled = (weights @ keys).reshape(b, h, t, c)
-    values = pooled @ _per_head(attn.v_proj.weight, h).transpose(1, 2)  # B x H x T x D
-    out = values.transpose(1, 2).reshape(b, t, h * d) + attn.v_proj.bias
-    return attn.out_proj(out)
-
-
-def _image_scores_to_tokens(attn: Attention, scores: Tensor, values_in: Tensor) -> Tensor:
-    """Softmax over each head's T tokens, then the weighted values already through ``out_proj``.
-
-    Args:
-        scores: BxNxHxT attention logits (scaled).
-        values_in: BxTxC inputs of the value projection.
-
-    Returns:
-        BxNxC, equal to ``out_proj(softmax(scores) @ v_proj(values_in))``.
-    """
-    b, n, h, t = scores.shape
-    weights = torch.softmax(scores, dim=-1).reshape(b, n, h * t)
-    values = _heads(attn.v_proj(values_in), h)  # B x H x T x D
-    out_weight = attn.out_proj.weight  # C x (H*D)
-    projected = values @ out_weight.reshape(out_weight.shape[0], h, -1).permute(1, 2, 0)
-    return torch.baddbmm(attn.out_proj.bias, weights, projected.reshape(b, h * t, -1))
-
-
-def _image_to_tokens(attn: Attention, keyed: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """``attn(q=keyed, k=k, v=v)`` for BxNxC image tokens (plus their encoding) and BxTxC tokens.
-
-    Each head's T keys are mapped into the C-dim input space (``K W_q``), so the N image tokens
-    are never projected; the query bias contributes a per-key term that is kept.
-    """
-    b, t, _ = k.shape
-    h = attn.num_heads
-    d = attn.internal_dim // h
-    token_keys = _heads(attn.k_proj(k), h) / math.sqrt(d)  # B x H x T x D, scaled
-    mapped = token_keys @ _per_head(attn.q_proj.weight, h)  # B x H x T x C
-    bias = token_keys @ attn.q_proj.bias.reshape(h, d, 1)  # B x H x T x 1
-    mapped = mapped.reshape(b, h * t, -1)
-    scores = torch.baddbmm(bias.reshape(b, 1, h * t), keyed, mapped.transpose(1, 2))
-    return _image_scores_to_tokens(attn, scores.reshape(b, -1, h, t), v)
-
-
-def _shared_image_to_tokens(attn: Attention, queries: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """One image's projected queries (HxNxD) attending to each prompt's tokens (BxTxC)."""
-    b, t, _ = k.shape
-    h, n, d = queries.shape
-    token_keys = attn.k_proj(k).reshape(b, t, h, d).permute(2, 3, 0, 1).reshape(h, d, b * t)
-    scores = (queries @ (token_keys / math.sqrt(d))).reshape(h, n, b, t).permute(2, 1, 0, 3)
-    return _image_scores_to_tokens(attn, scores, v)
-
-
-def _tokens_to_shared_image(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Tokens (BxTxC) attending to one image's projected keys/values (HxNxD each)."""
-    b, t, _ = q.shape
-    h, _, d = k.shape
-    queries = attn.q_proj(q).reshape(b * t, h, d).transpose(0, 1)  # H x BT x D
-    weights = torch.softmax(queries @ k.transpose(1, 2) / math.sqrt(d), dim=-1)
-    out = (weights @ v).transpose(0, 1).reshape(b, t, h * d)
-    return attn.out_proj(out)
-
-
-def _upscale(upscaling: nn.Sequential, keys: Tensor) -> Tensor:
-    """SAM's ``output_upscaling`` on BxNxC tokens, kept in token order: BxNx16xC/8.
-
-    Both transposed convolutions have kernel 2 and stride 2, so each is a matmul that turns a
-    pixel into a 2x2 block; the LayerNorm2d is a layer norm over the last dimension.
-    """
-    conv1, norm, act1, conv2, act2 = upscaling
-    b, n, c = keys.shape
-    w1 = conv1.weight.permute(0, 2, 3, 1).reshape(conv1.in_channels, -1)  # C x (4*C1)
-    x = torch.addmm(conv1.bias.repeat(4), keys.reshape(b * n, c), w1)
-    x = act1(
-        F.layer_norm(
-            x.reshape(b, n, 4, -1), (conv1.out_channels,), norm.weight, norm.bias, norm.eps
-        )
-    )
-    w2 = conv2.weight.permute(0, 2, 3, 1).reshape(conv2.in_channels, -1)  # C1 x (4*C2)
-    x = torch.addmm(conv2.bias.repeat(4), x.reshape(b * n * 4, -1), w2)
-    x = x.reshape(b, n, 16, conv2.out_channels)
-    return act2(x)
-
-
-def _blocks_to_image(masks: Tensor, size: tuple[int, int]) -> Tensor:
-    """BxNx16xM values (pixel (i, j) -> 4x4 block (2*a1 + a2, 2*b1 + b2)) -> BxMx4hx4w."""
+def _row_tiles(size: tuple[int, int], batch: int, channels: int, elements: int) -> list[slice]:
+    """Token ranges of whole grid rows holding about ``elements`` floats of BxPxC each."""
     h, w = size
-    b, _, _, m = masks.shape
-    blocks = masks.reshape(b, h, w, 2, 2, 2, 2, m)  # i, j, a1, b1, a2, b2
-    return blocks.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(b, m, 4 * h, 4 * w)
+    rows = max(1, min(h, elements // (batch * channels * w)))
+    return [slice(r * w, min(r + rows, h) * w) for r in range(0, h, rows)]
+
+
+def _split(keys: Tensor, ranges: list[slice]) -> Tiles:
+    return [(tile, keys[:, tile]) for tile in ranges]
+
+
+def _pool(weights: Tensor, tiles: Tiles) -> Tensor:
+    """``weights @ keys`` for Bx(H*T)xN weights and tiled BxNxC keys: Bx(H*T)xC."""
+    (first, tokens), *rest = tiles
+    pooled = weights[:, :, first] @ tokens
+    for tile, tokens in rest:
+        pooled.baddbmm_(weights[:, :, tile], tokens)
+    return pooled
 
 
 class BatchedMaskDecoder(nn.Module):
@@ -161,19 +78,28 @@ class BatchedMaskDecoder(nn.Module):
     Args:
         prompt_encoder: segment-anything's ``PromptEncoder`` (its weights are used, not copied).
         mask_decoder: segment-anything's ``MaskDecoder``.
-        chunk_size: Prompts decoded together. Small chunks keep the per-prompt tensors (about
-            25 MB each at 1024 input) in cache: 2-4 measured fastest on a 2-core x86 CPU.
+        chunk_size: Prompts decoded together (their token-side work is batched).
+        tile_elements: Floats per BxPxC tile of image tokens in the image-side passes. About a
+            MiB keeps a pass's tensors in a core's L2 cache, where those passes run several
+            times faster than over whole BxNxC tensors streamed through memory.
     """
 
     def __init__(
-        self, prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder, chunk_size: int = 4
+        self,
+        prompt_encoder: PromptEncoder,
+        mask_decoder: MaskDecoder,
+        chunk_size: int = 4,
+        tile_elements: int = 1 << 18,
     ) -> None:
         super().__init__()
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        if tile_elements < 1:
+            raise ValueError(f"tile_elements must be >= 1, got {tile_elements}")
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
         self.chunk_size = chunk_size
+        self.tile_elements = tile_elements
 
     def image_context(self, image_embeddings: Tensor) -> ImageContext:
         """Precomputes the prompt-independent tensors of a 1xCxhxw image embedding."""
@@ -188,9 +114,9 @@ class BatchedMaskDecoder(nn.Module):
             keys=keys,
             key_pe=key_pe,
             size=tuple(image_embeddings.shape[-2:]),
-            k0=_heads(to_image.k_proj(keys + key_pe), h)[0],
-            v0=_heads(to_image.v_proj(keys), h)[0],
-            q0=_heads(to_token.q_proj(keys + key_pe), to_token.num_heads)[0],
+            k0=heads(to_image.k_proj(keys + key_pe), h)[0],
+            v0=heads(to_image.v_proj(keys), h)[0],
+            q0=heads(to_token.q_proj(keys + key_pe), to_token.num_heads)[0],
         )
 
     def forward(
@@ -212,16 +138,17 @@ class BatchedMaskDecoder(nn.Module):
             Bx(3 or 1)x4hx4w logits and Bx(3 or 1) IoU predictions.
         """
         selected = slice(1, None) if multimask_output else slice(0, 1)
+        upscaling = UpscalingMatmuls(self.mask_decoder.output_upscaling)
         masks, ious = [], []
         for start in range(0, sparse_prompt_embeddings.shape[0], self.chunk_size):
             stop = start + self.chunk_size
             dense = None if dense_prompt_embeddings is None else dense_prompt_embeddings[start:stop]
-            iou, mask_tokens, keys = self._run_transformer(
+            iou, mask_tokens, tiles = self._run_transformer(
                 context, sparse_prompt_embeddings[start:stop], dense
             )
             chosen = torch.zeros_like(iou, dtype=torch.bool)
             chosen[:, selected] = True
-            logits = self._mask_logits(context, keys, mask_tokens, chosen)
+            logits = self._draw(context, upscaling, tiles, mask_tokens, chosen)
             masks.append(logits.reshape(iou.shape[0], -1, *logits.shape[-2:]))
             ious.append(iou[:, selected])
         return torch.cat(masks), torch.cat(ious)
@@ -240,14 +167,13 @@ class BatchedMaskDecoder(nn.Module):
             IoU predictions Bx4 (token 0 is the single-mask output, 1-3 the multimask ones),
             the mask tokens' outputs Bx4xC and the image tokens BxNxC that masks are drawn from.
         """
-        outputs = [
-            self._run_transformer(
-                context,
-                sparse[start : start + self.chunk_size],
-                None if dense is None else dense[start : start + self.chunk_size],
+        outputs = []
+        for start in range(0, sparse.shape[0], self.chunk_size):
+            chunk_dense = None if dense is None else dense[start : start + self.chunk_size]
+            iou, mask_tokens, tiles = self._run_transformer(
+                context, sparse[start : start + self.chunk_size], chunk_dense
             )
-            for start in range(0, sparse.shape[0], self.chunk_size)
-        ]
+            outputs.append((iou, mask_tokens, torch.cat([t for _, t in tiles], dim=1)))
         return tuple(torch.cat(parts) for parts in zip(*outputs, strict=True))  # type: ignore[return-value]
 
     def mask_logits(
@@ -269,90 +195,132 @@ class BatchedMaskDecoder(nn.Module):
         h, w = context.size
         if not len(prompts):
             return keys.new_empty((0, 4 * h, 4 * w))
-        return torch.cat(
-            [
-                self._mask_logits(
-                    context, keys[i : i + n], mask_tokens[i : i + n], chosen[i : i + n]
-                )
-                for i, n in ((i, self.chunk_size) for i in range(0, len(prompts), self.chunk_size))
-            ]
-        )
+        upscaling = UpscalingMatmuls(self.mask_decoder.output_upscaling)
+        masks = []
+        for start in range(0, len(prompts), self.chunk_size):
+            chunk = slice(start, start + self.chunk_size)
+            tiles = _split(keys[chunk], self._row_tiles(context, len(keys[chunk])))
+            masks.append(self._draw(context, upscaling, tiles, mask_tokens[chunk], chosen[chunk]))
+        return torch.cat(masks)
+
+    def _row_tiles(self, context: ImageContext, batch: int) -> list[slice]:
+        channels = context.keys.shape[-1]
+        return _row_tiles(context.size, batch, channels, self.tile_elements)
 
     def _run_transformer(
         self, context: ImageContext, sparse: Tensor, dense: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tiles]:
         decoder = self.mask_decoder
         b = sparse.shape[0]
         output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
         tokens = torch.cat([output_tokens[None].expand(b, -1, -1), sparse], dim=1)
-        queries, keys = self._transformer(context, tokens, dense)
+        queries, tiles = self._transformer(context, tokens, dense)
         iou = decoder.iou_prediction_head(queries[:, 0])
-        return iou, queries[:, 1 : 1 + decoder.num_mask_tokens], keys
+        return iou, queries[:, 1 : 1 + decoder.num_mask_tokens], tiles
 
-    def _mask_logits(
-        self, context: ImageContext, keys: Tensor, mask_tokens: Tensor, chosen: Tensor
+    def _draw(
+        self,
+        context: ImageContext,
+        upscaling: UpscalingMatmuls,
+        tiles: Tiles,
+        mask_tokens: Tensor,
+        chosen: Tensor,
     ) -> Tensor:
-        decoder = self.mask_decoder
-        b = keys.shape[0]
-        hyper_in = torch.stack(
-            [mlp(mask_tokens[:, i]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)],
-            dim=2,
-        )  # B x C/8 x 4
-        upscaled = _upscale(decoder.output_upscaling, keys)  # B x N x 16 x C/8
-        n = upscaled.shape[1]
-        logits = upscaled.reshape(b, n * 16, -1) @ hyper_in  # B x 16N x 4
-        prompt_index, token_index = chosen.nonzero(as_tuple=True)
-        selected = logits[prompt_index, :, token_index]  # M x 16N
-        return _blocks_to_image(selected.reshape(-1, n, 16, 1), context.size)[:, 0]
+        mlps = self.mask_decoder.output_hypernetworks_mlps
+        hyper_in = torch.stack([mlp(mask_tokens[:, i]) for i, mlp in enumerate(mlps)], dim=2)
+        return draw_masks(upscaling, tiles, hyper_in, chosen, context.size)
 
     def _transformer(
         self, context: ImageContext, tokens: Tensor, dense: Tensor | None
-    ) -> tuple[Tensor, Tensor]:
-        """segment-anything's ``TwoWayTransformer`` with a shared first layer: BxTxC, BxNxC."""
-        transformer = self.mask_decoder.transformer
-        first, *rest = transformer.layers
-        key_pe = context.key_pe
-        queries = first.norm1(first.self_attn(tokens, tokens, tokens))
+    ) -> tuple[Tensor, Tiles]:
+        """segment-anything's ``TwoWayTransformer`` for BxTxC tokens: queries BxTxC, tiled keys.
 
+        Token-side work runs on whole tensors; each layer's image-side update (attention to the
+        tokens, residual, norm) runs tile by tile, and the same pass computes the next
+        token-to-image attention's scores over the fresh tile, so image tokens cross memory
+        once per layer.
+        """
+        transformer = self.mask_decoder.transformer
+        layers = transformer.layers
+        first = layers[0]
+        t = tokens.shape[1]
+        ranges = self._row_tiles(context, tokens.shape[0])
+        queries = first.norm1(first.self_attn(tokens, tokens, tokens))
         if dense is None:
             keys = context.keys
-            attn_out = _tokens_to_shared_image(
+            attn_out = tokens_to_shared_image(
                 first.cross_attn_token_to_image, queries + tokens, context.k0, context.v0
             )
         else:
             keys = context.keys - self._no_mask_tokens() + dense.flatten(2).transpose(1, 2)
-            keyed = keys + key_pe
-            attn_out = _tokens_to_image(
-                first.cross_attn_token_to_image, queries + tokens, keyed, keys
+            attn_out = tokens_to_image(
+                first.cross_attn_token_to_image, queries + tokens, keys + context.key_pe, keys
             )
-        queries = first.norm2(queries + attn_out)
-        queries = first.norm3(queries + first.mlp(queries))
-        to_token = first.cross_attn_image_to_token
-        if dense is None:
-            attn_out = _shared_image_to_tokens(to_token, context.q0, queries + tokens, queries)
-        else:
-            attn_out = _image_to_tokens(to_token, keyed, queries + tokens, queries)
-        keys = first.norm4(keys + attn_out)
+        tiles = _split(keys, ranges)
 
-        for layer in rest:
-            q = queries + tokens
-            queries = layer.norm1(queries + layer.self_attn(q, q, queries))
-            # Both cross attentions of a layer read the same keys + positional encoding.
-            keyed = keys + key_pe
-            attn_out = _tokens_to_image(
-                layer.cross_attn_token_to_image, queries + tokens, keyed, keys
-            )
+        for i, layer in enumerate(layers):
             queries = layer.norm2(queries + attn_out)
             queries = layer.norm3(queries + layer.mlp(queries))
-            attn_out = _image_to_tokens(
-                layer.cross_attn_image_to_token, keyed, queries + tokens, queries
+            # The next token-to-image attention's queries depend on tokens only, so they are
+            # known before this layer's image side runs.
+            if i + 1 < len(layers):
+                following = layers[i + 1]
+                q = queries + tokens
+                next_queries = following.norm1(queries + following.self_attn(q, q, queries))
+                next_attn = following.cross_attn_token_to_image
+            else:
+                next_queries, next_attn = queries, transformer.final_attn_token_to_image
+            image_to_tokens = ImageToTokens(
+                layer.cross_attn_image_to_token, queries + tokens, queries
             )
-            keys = layer.norm4(keys + attn_out)
+            tiles, scores = self._update_image(
+                context,
+                layer,
+                image_to_tokens,
+                tiles,
+                map_queries(next_attn, next_queries + tokens),
+                shared=i == 0 and dense is None,
+            )
+            queries = next_queries
+            pooled = _pool(torch.softmax(scores, dim=-1), tiles)
+            attn_out = project_pooled(next_attn, pooled, t)
+        return transformer.norm_final_attn(queries + attn_out), tiles
 
-        attn_out = _tokens_to_image(
-            transformer.final_attn_token_to_image, queries + tokens, keys + key_pe, keys
-        )
-        return transformer.norm_final_attn(queries + attn_out), keys
+    def _update_image(
+        self,
+        context: ImageContext,
+        layer: TwoWayAttentionBlock,
+        image_to_tokens: ImageToTokens,
+        tiles: Tiles,
+        next_queries: Tensor,
+        shared: bool,
+    ) -> tuple[Tiles, Tensor]:
+        """One layer's image side, tile by tile.
+
+        Args:
+            tiles: BxPxC image tokens per tile (1xPxC when ``shared``).
+            next_queries: Bx(H*T)xC token queries of the next token-to-image attention, mapped
+                by ``map_queries``.
+            shared: ``tiles`` are the context's own keys, whose projected queries ``q0`` are
+                reused.
+
+        Returns:
+            The updated tiles and the next attention's Bx(H*T)xN scores over them plus their
+            positional encoding.
+        """
+        b, n = next_queries.shape[0], context.key_pe.shape[0]
+        scores = next_queries.new_empty(b, next_queries.shape[1], n)
+        updated = []
+        for tile, keys in tiles:
+            key_pe = context.key_pe[tile]
+            if shared:
+                tile_scores = image_to_tokens.shared_scores(context.q0[:, tile])
+            else:
+                tile_scores = image_to_tokens.scores(keys + key_pe)
+            fresh = layer.norm4(image_to_tokens(tile_scores, keys))
+            updated.append((tile, fresh))
+            scores[:, :, tile] = next_queries @ (fresh + key_pe).transpose(1, 2)
+        return updated, scores
 
     def _no_mask_tokens(self) -> Tensor:
         return self.prompt_encoder.no_mask_embed.weight.reshape(1, 1, -1)

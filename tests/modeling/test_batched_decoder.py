@@ -38,9 +38,13 @@ def _prompts(prompt_encoder, kind: str, b: int, side: int):
 @pytest.mark.parametrize("kind", ["points", "boxes", "points+boxes", "mask"])
 @pytest.mark.parametrize("multimask", [True, False])
 @pytest.mark.parametrize("chunk_size", [1, 3, 16])
-def test_same_outputs_as_segment_anything(heads, kind, multimask, chunk_size):
+# One tile for the whole 16x16 grid; tiles of 3 rows (the last one short) or of 1 row.
+@pytest.mark.parametrize("tile_elements", [1 << 18, 3 * 256 * 16])
+def test_same_outputs_as_segment_anything(heads, kind, multimask, chunk_size, tile_elements):
     prompt_encoder, mask_decoder = heads
-    decoder = BatchedMaskDecoder(prompt_encoder, mask_decoder, chunk_size=chunk_size)
+    decoder = BatchedMaskDecoder(
+        prompt_encoder, mask_decoder, chunk_size=chunk_size, tile_elements=tile_elements
+    )
     side = prompt_encoder.input_image_size[0]
     embedding = torch.randn(1, 256, *prompt_encoder.image_embedding_size)
     with torch.inference_mode():
@@ -74,6 +78,26 @@ def test_full_size_embedding(heads):
     assert torch.allclose(actual[1], expected[1], atol=1e-5)
 
 
-def test_bad_chunk_size(heads):
-    with pytest.raises(ValueError, match="chunk_size"):
-        BatchedMaskDecoder(*heads, chunk_size=0)
+def test_run_transformer_and_mask_logits_draw_what_forward_draws(heads):
+    prompt_encoder, mask_decoder = heads
+    decoder = BatchedMaskDecoder(prompt_encoder, mask_decoder, chunk_size=2, tile_elements=1)
+    side = prompt_encoder.input_image_size[0]
+    embedding = torch.randn(1, 256, *prompt_encoder.image_embedding_size)
+    with torch.inference_mode():
+        sparse, _ = prompt_encoder(**_prompts(prompt_encoder, "points", 5, side))
+        context = decoder.image_context(embedding)
+        masks, ious = decoder(context, sparse, None, True)
+        iou, mask_tokens, keys = decoder.run_transformer(context, sparse)
+        chosen = torch.zeros(5, 4, dtype=torch.bool)
+        chosen[[0, 2, 2, 4], [1, 2, 3, 3]] = True
+        drawn = decoder.mask_logits(context, keys, mask_tokens, chosen)
+        none = decoder.mask_logits(context, keys, mask_tokens, torch.zeros_like(chosen))
+    assert torch.equal(iou[:, 1:], ious)
+    assert torch.allclose(drawn, masks[[0, 2, 2, 4], [0, 1, 2, 2]], atol=1e-6)
+    assert none.shape == (0, *masks.shape[-2:])
+
+
+@pytest.mark.parametrize("argument", ["chunk_size", "tile_elements"])
+def test_bad_sizes(heads, argument):
+    with pytest.raises(ValueError, match=argument):
+        BatchedMaskDecoder(*heads, **{argument: 0})
