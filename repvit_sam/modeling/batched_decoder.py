@@ -79,9 +79,10 @@ class BatchedMaskDecoder(nn.Module):
         prompt_encoder: segment-anything's ``PromptEncoder`` (its weights are used, not copied).
         mask_decoder: segment-anything's ``MaskDecoder``.
         chunk_size: Prompts decoded together (their token-side work is batched).
-        tile_elements: Floats per BxPxC tile of image tokens in the image-side passes. About a
-            MiB keeps a pass's tensors in a core's L2 cache, where those passes run several
-            times faster than over whole BxNxC tensors streamed through memory.
+        tile_elements: Floats per BxPxC tile of image tokens in the image-side passes on the
+            CPU. About a MiB keeps a pass's tensors in a core's L2 cache, where those passes
+            run several times faster than over whole BxNxC tensors streamed through memory.
+            Other devices take the whole grid at once.
     """
 
     def __init__(
@@ -204,6 +205,9 @@ class BatchedMaskDecoder(nn.Module):
         return torch.cat(masks)
 
     def _row_tiles(self, context: ImageContext, batch: int) -> list[slice]:
+        h, w = context.size
+        if context.keys.device.type != "cpu":
+            return [slice(0, h * w)]  # GPU kernels want whole tensors, not cache-sized tiles
         channels = context.keys.shape[-1]
         return _row_tiles(context.size, batch, channels, self.tile_elements)
 

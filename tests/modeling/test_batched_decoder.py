@@ -101,3 +101,30 @@ def test_run_transformer_and_mask_logits_draw_what_forward_draws(heads):
 def test_bad_sizes(heads, argument):
     with pytest.raises(ValueError, match=argument):
         BatchedMaskDecoder(*heads, **{argument: 0})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", ["points", "mask"])
+def test_cuda_same_outputs_as_segment_anything(heads, kind):
+    prompt_encoder, mask_decoder = (copy.deepcopy(module).cuda() for module in heads)
+    decoder = BatchedMaskDecoder(prompt_encoder, mask_decoder)
+    side = prompt_encoder.input_image_size[0]
+    embedding = torch.randn(1, 256, *prompt_encoder.image_embedding_size, device="cuda")
+    prompts = _prompts(prompt_encoder, kind, 5, side)
+    prompts = {k: _to_cuda(v) for k, v in prompts.items()}
+    with torch.inference_mode():
+        sparse, dense = prompt_encoder(**prompts)
+        expected = mask_decoder(embedding, prompt_encoder.get_dense_pe(), sparse, dense, True)
+        context = decoder.image_context(embedding)
+        actual = decoder(context, sparse, dense if kind == "mask" else None, True)
+    for a, e in zip(actual, expected, strict=True):
+        assert a.is_cuda and a.shape == e.shape
+        # TF32 matmuls may be on; the two orders of summation differ more than on the CPU.
+        assert torch.allclose(a, e, atol=1e-2, rtol=1e-2), (a - e).abs().max()
+
+
+def _to_cuda(value):
+    if isinstance(value, tuple):
+        return tuple(v.cuda() for v in value)
+    return None if value is None else value.cuda()
