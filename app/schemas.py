@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -18,6 +19,37 @@ from .encoding import MaskFormat
 
 ID_PATTERN = r"^[0-9a-f]{32}$"
 EXAMPLE_ID = "3f2a9c0d41b7e6a8c5d2f1e0b9a87654"
+
+
+def _at_most_setting(value: int, info: ValidationInfo) -> int:
+    """Bounds ``value`` by the setting ``max_<field>`` passed in the validation context."""
+    limit = (info.context or {}).get(f"max_{info.field_name}")
+    if limit is not None and value > limit:
+        setting = f"REPVIT_SAM_MAX_{str(info.field_name).upper()}"
+        raise ValueError(f"{info.field_name} must be at most {limit} on this service ({setting})")
+    return value
+
+
+PointsPerBatch = Annotated[
+    int,
+    Field(ge=1, description="Prompts decoded together (at most max_points_per_batch)."),
+    AfterValidator(_at_most_setting),
+]
+
+
+class EmbeddingRequest(BaseModel):
+    """What every body of ``/segment``, ``/masks`` and ``/edges`` has: the embedding to use.
+
+    Unknown fields, NaN and infinities are refused.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    embedding_id: str | None = Field(
+        default=None,
+        pattern=ID_PATTERN,
+        description="From /embed. Leave out when uploading the image with the request.",
+    )
 
 
 class EmbedResponse(BaseModel):
@@ -35,7 +67,7 @@ class EmbedResponse(BaseModel):
     cached: bool = Field(description="True when no encoder call was made for this request.")
 
 
-class SegmentRequest(BaseModel):
+class SegmentRequest(EmbeddingRequest):
     """Prompts in pixels of the original image.
 
     Several boxes are several prompts, decoded in one batched call; points apply to every box,
@@ -43,8 +75,6 @@ class SegmentRequest(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra="forbid",
-        allow_inf_nan=False,
         json_schema_extra={
             "examples": [
                 {
@@ -63,11 +93,6 @@ class SegmentRequest(BaseModel):
         },
     )
 
-    embedding_id: str | None = Field(
-        default=None,
-        pattern=ID_PATTERN,
-        description="From /embed. Leave out when uploading the image with the request.",
-    )
     points: list[tuple[float, float]] = Field(default_factory=list, description="XY pixels.")
     labels: list[Literal[0, 1]] | None = Field(
         default=None, description="1 foreground, 0 background, one per point (default all 1)."
@@ -160,24 +185,13 @@ class LogitsResponse(BaseModel):
     logits_id: str
 
 
-def _at_most_setting(value: int, info: ValidationInfo) -> int:
-    """Bounds ``value`` by the setting ``max_<field>`` passed in the validation context."""
-    limit = (info.context or {}).get(f"max_{info.field_name}")
-    if limit is not None and value > limit:
-        setting = f"REPVIT_SAM_MAX_{str(info.field_name).upper()}"
-        raise ValueError(f"{info.field_name} must be at most {limit} on this service ({setting})")
-    return value
-
-
-class MasksRequest(BaseModel):
+class MasksRequest(EmbeddingRequest):
     """``SamAutomaticMaskGenerator``'s parameters, same names and defaults, bounded.
 
     Masks always come back as COCO RLE (``output_mode`` may only be "coco_rle").
     """
 
     model_config = ConfigDict(
-        extra="forbid",
-        allow_inf_nan=False,
         json_schema_extra={
             "examples": [
                 {"embedding_id": EXAMPLE_ID, "points_per_side": 32, "pred_iou_thresh": 0.88},
@@ -191,17 +205,10 @@ class MasksRequest(BaseModel):
         },
     )
 
-    embedding_id: str | None = Field(
-        default=None,
-        pattern=ID_PATTERN,
-        description="From /embed. Leave out when uploading the image with the request.",
-    )
     points_per_side: int = Field(
         default=32, ge=1, description="Grid points per side (at most max_points_per_side)."
     )
-    points_per_batch: int = Field(
-        default=64, ge=1, description="Prompts decoded together (at most max_points_per_batch)."
-    )
+    points_per_batch: PointsPerBatch = 64
     pred_iou_thresh: float = Field(default=0.88, ge=0, le=1, description="0 disables.")
     stability_score_thresh: float = Field(default=0.95, ge=0, le=1, description="0 disables.")
     stability_score_offset: float = Field(default=1.0, gt=0, le=100)
@@ -219,7 +226,7 @@ class MasksRequest(BaseModel):
         default="coco_rle", description="Only COCO RLE over HTTP."
     )
 
-    _limits = field_validator("points_per_side", "points_per_batch")(_at_most_setting)
+    _grid_limit = field_validator("points_per_side")(_at_most_setting)
 
     def generator_params(self) -> dict[str, Any]:
         """The keyword arguments of ``repvit_sam.MaskGenerator``."""
@@ -280,12 +287,10 @@ class MasksResponse(BaseModel):
 EdgeFormat = Literal["png", "npy", "json"]
 
 
-class EdgesRequest(BaseModel):
+class EdgesRequest(EmbeddingRequest):
     """``repvit_sam.EdgeDetector``'s parameters (SAM's zero-shot edge protocol), bounded."""
 
     model_config = ConfigDict(
-        extra="forbid",
-        allow_inf_nan=False,
         json_schema_extra={
             "examples": [
                 {"embedding_id": EXAMPLE_ID},
@@ -294,17 +299,10 @@ class EdgesRequest(BaseModel):
         },
     )
 
-    embedding_id: str | None = Field(
-        default=None,
-        pattern=ID_PATTERN,
-        description="From /embed. Leave out when uploading the image with the request.",
-    )
     points_per_side: int = Field(
         default=16, ge=1, description="Prompt grid (at most max_edge_points_per_side)."
     )
-    points_per_batch: int = Field(
-        default=64, ge=1, description="Prompts decoded together (at most max_points_per_batch)."
-    )
+    points_per_batch: PointsPerBatch = 64
     nms_thresh: float = Field(default=0.7, ge=0, le=1, description="Mask NMS box IoU.")
     boundary_width: int = Field(default=1, ge=1, le=16)
     format: EdgeFormat = Field(
@@ -323,8 +321,6 @@ class EdgesRequest(BaseModel):
                 "(REPVIT_SAM_MAX_EDGE_POINTS_PER_SIDE)"
             )
         return value
-
-    _batch_limit = field_validator("points_per_batch")(_at_most_setting)
 
     def detector_params(self) -> dict[str, Any]:
         """The keyword arguments of ``repvit_sam.EdgeDetector``."""
