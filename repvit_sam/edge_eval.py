@@ -11,7 +11,7 @@ best F between thresholds).
 A dataset folder has the BSDS500 layout: ``images/[SPLIT/]NAME.jpg|png`` and
 ``groundTruth/[SPLIT/]NAME.mat`` (BSDS's cell array of Segmentation/Boundaries) or
 ``NAME.png`` / ``NAME_*.png`` (one boundary image per annotator, nonzero = boundary).
-Requires scipy and scikit-image (``pip install 'repvit-sam[eval]'``).
+Requires scikit-image (``pip install 'repvit-sam[eval]'``); scipy is a core dependency.
 """
 
 from __future__ import annotations
