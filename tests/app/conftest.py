@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 from fastapi import FastAPI
-from process_helpers import REDIS_SERVER, RedisServer
 from service_helpers import TEST_IMAGE_SIZE, TEST_VARIANT, encode, make_image, make_settings
 
 from app import create_app
 from repvit_sam import build_repvit_sam
+from tests.process_helpers import REDIS_SERVER, RedisServer
 
 
 @pytest.fixture(scope="session")

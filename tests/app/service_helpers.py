@@ -9,9 +9,9 @@ import numpy as np
 from PIL import Image
 
 from app import Settings
+from tests.process_helpers import TEST_IMAGE_SIZE, TEST_VARIANT
 
-TEST_VARIANT = "m0_9"
-TEST_IMAGE_SIZE = 256
+__all__ = ["TEST_IMAGE_SIZE", "TEST_VARIANT", "encode", "make_image", "make_settings"]
 
 
 def make_settings(checkpoint: Path, **overrides: object) -> Settings:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from process_helpers import free_port
+
+from tests.process_helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"

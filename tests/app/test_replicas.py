@@ -12,8 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from process_helpers import RedisServer, ServeProcess, needs_redis
 from service_helpers import encode, make_image
+
+from tests.process_helpers import RedisServer, ServeProcess, needs_redis
 
 pytestmark = needs_redis
 

@@ -9,9 +9,10 @@ import time
 
 import httpx
 import pytest
-from process_helpers import ServeProcess, free_port
 from pycocotools import mask as mask_utils
 from service_helpers import TEST_IMAGE_SIZE, TEST_VARIANT, encode, make_image
+
+from tests.process_helpers import ServeProcess, free_port
 
 
 def test_serve_command_runs_the_service(checkpoint, tmp_path):

@@ -13,15 +13,10 @@ import io
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 import torch
@@ -30,6 +25,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from repvit_sam import build_repvit_sam
+from tests.process_helpers import TEST_IMAGE_SIZE, TEST_VARIANT, ServeProcess
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="needs Playwright's Python package (pip install -e '.[dev]')"
@@ -58,17 +54,11 @@ def find_chromium() -> str | None:
     return next((c for c in candidates if c and Path(c).is_file()), None)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random m0_9 model at 256 input with sharpened mask logits, so masks have edges."""
     torch.manual_seed(0)
-    model = build_repvit_sam(variant="m0_9", image_size=256)
+    model = build_repvit_sam(variant=TEST_VARIANT, image_size=TEST_IMAGE_SIZE)
     with torch.no_grad():
         for mlp in model.mask_decoder.output_hypernetworks_mlps:
             mlp.layers[-1].weight.mul_(20)
@@ -79,42 +69,18 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "REPVIT_SAM_CHECKPOINT": str(checkpoint),
-        "REPVIT_SAM_VARIANT": "m0_9",
-        "REPVIT_SAM_IMAGE_SIZE": "256",
-        "REPVIT_SAM_BACKEND": "torch",
-        "REPVIT_SAM_API_KEY": API_KEY,
-        "REPVIT_SAM_MAX_PIXELS": str(MAX_PIXELS),
-    }
-    command = [sys.executable, "-m", "repvit_sam.cli", "serve", "--host", "127.0.0.1"]
-    command += ["--port", str(port)]
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    base = f"http://127.0.0.1:{port}"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                assert process.poll() is None, log_path.read_text()
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"serve did not become ready in 90 s:\n{log_path.read_text()}")
-                time.sleep(0.25)
-            yield base
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    serve = ServeProcess(
+        checkpoint,
+        tmp_path_factory.mktemp("serve") / "serve.log",
+        REPVIT_SAM_API_KEY=API_KEY,
+        REPVIT_SAM_MAX_PIXELS=str(MAX_PIXELS),
+    )
+    serve.start("--host", "127.0.0.1")
+    try:
+        serve.wait_ready(timeout=90)
+        yield serve.base
+    finally:
+        serve.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,8 @@
-"""Real processes for the service tests: Debian's ``redis-server`` and ``repvit-sam serve``."""
+"""Real processes for the service tests: Debian's ``redis-server`` and ``repvit-sam serve``.
+
+Shared by ``tests/app`` and ``tests/demo``: import it as ``tests.process_helpers`` (the
+repository root is on ``sys.path`` through pytest's ``pythonpath``).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from service_helpers import TEST_IMAGE_SIZE, TEST_VARIANT
+
+# The small random-weight model every served test runs (fast on CPU).
+TEST_VARIANT = "m0_9"
+TEST_IMAGE_SIZE = 256
 
 REDIS_SERVER = shutil.which("redis-server")
 needs_redis = pytest.mark.skipif(
