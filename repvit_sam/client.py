@@ -6,32 +6,34 @@
                                         masks(...) (segment everything), edges(...)
     RemoteRepViTSAM(base_url)           RepViTSAM.predict over HTTP (repvit_sam.remote)
 
-Errors (all ``repvit_sam.errors.RemoteError``, with ``status_code`` and ``detail``)::
-
-    RemoteError
-    ├── ConnectError           the service could not be reached (status_code 0)
-    ├── AuthenticationError    401: missing or wrong API key
-    ├── NotFoundError          404: unknown or evicted embedding or logits id
-    ├── PayloadTooLargeError   413: upload or image too large
-    ├── ValidationError        400/422: bad image or prompt; ``detail`` names the field
-    ├── ServiceBusyError       503: queue full or model loading; ``retry_after`` seconds
-    └── ServerError            other 5xx
-        └── TaskTimeoutError   504: a /masks or /edges task ran past the service's time limit
+Errors are all ``repvit_sam.errors.RemoteError``, with ``status_code`` and ``detail``; the tree
+is drawn in ``repvit_sam.client_errors``. Errors and results (``repvit_sam.client_results``) are
+re-exported here.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any, Literal, overload
 
 import httpx
 import numpy as np
 from PIL import Image
 
+from .client_errors import (
+    _BY_STATUS,
+    AuthenticationError,
+    ConnectError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ServerError,
+    ServiceBusyError,
+    TaskTimeoutError,
+    ValidationError,
+)
+from .client_results import AutoMask, EmbedResult, MaskResult, MasksResult, SegmentResult
 from .embedding import ImageEmbedding
 from .errors import InvalidInputError, RemoteError
 from .image_io import load_image
@@ -54,150 +56,6 @@ __all__ = [
     "TaskTimeoutError",
     "ValidationError",
 ]
-
-
-class ConnectError(RemoteError):
-    """The service could not be reached."""
-
-
-class AuthenticationError(RemoteError):
-    """401: the API key is missing or wrong."""
-
-
-class NotFoundError(RemoteError):
-    """404: the id is unknown, evicted or deleted."""
-
-
-class PayloadTooLargeError(RemoteError):
-    """413: the upload or image is larger than the service accepts."""
-
-
-class ValidationError(RemoteError):
-    """400/422: the image or prompts were rejected; ``detail`` names the field."""
-
-
-class ServiceBusyError(RemoteError):
-    """503: the queue is full or the model is loading; retry after ``retry_after`` seconds."""
-
-    def __init__(self, status_code: int, detail: object, retry_after: float | None) -> None:
-        super().__init__(status_code, detail)
-        self.retry_after = retry_after
-
-
-class ServerError(RemoteError):
-    """Any other 5xx."""
-
-
-class TaskTimeoutError(ServerError):
-    """504: the task ran past the service's time limit; ask for less work or raise the limit."""
-
-
-_BY_STATUS: dict[int, type[RemoteError]] = {
-    400: ValidationError,
-    401: AuthenticationError,
-    404: NotFoundError,
-    413: PayloadTooLargeError,
-    422: ValidationError,
-    504: TaskTimeoutError,
-}
-
-
-@dataclass(frozen=True)
-class EmbedResult:
-    embedding_id: str
-    width: int
-    height: int
-    cached: bool
-
-
-@dataclass(frozen=True)
-class MaskResult:
-    """One mask of a /segment answer; ``segmentation`` as the requested format returned it."""
-
-    prompt: int
-    score: float
-    area: int
-    bbox: tuple[int, int, int, int]
-    segmentation: Any
-
-    def decode(self) -> np.ndarray:
-        """The HxW bool mask, from RLE or PNG."""
-        if isinstance(self.segmentation, dict):
-            return _decode_rle(self.segmentation)
-        if isinstance(self.segmentation, str):
-            with Image.open(io.BytesIO(base64.b64decode(self.segmentation))) as image:
-                return np.asarray(image.convert("L")) > 0
-        raise TypeError("polygons cannot be decoded to a mask here; request format='rle'")
-
-
-@dataclass(frozen=True)
-class SegmentResult:
-    embedding_id: str
-    width: int
-    height: int
-    masks: list[MaskResult]
-    logits_id: str
-
-
-@dataclass(frozen=True)
-class AutoMask:
-    """One record of /masks, as ``SamAutomaticMaskGenerator.generate`` with COCO RLE output.
-
-    Attributes:
-        segmentation: COCO RLE ``{"size": [h, w], "counts": str}``; ``decode()`` gives the mask.
-        area: Pixels in the mask.
-        bbox: (x, y, w, h) of the mask in pixels.
-        predicted_iou: The decoder's predicted IoU.
-        point_coords: [[x, y]], the point prompt in pixels.
-        stability_score: IoU of the mask thresholded above and below the mask threshold.
-        crop_box: (x, y, w, h) of the image crop the mask was found in.
-    """
-
-    segmentation: dict[str, Any]
-    area: int
-    bbox: tuple[int, int, int, int]
-    predicted_iou: float
-    point_coords: list[list[float]]
-    stability_score: float
-    crop_box: tuple[int, int, int, int]
-
-    def decode(self) -> np.ndarray:
-        """The HxW bool mask."""
-        return _decode_rle(self.segmentation)
-
-
-@dataclass(frozen=True)
-class MasksResult:
-    embedding_id: str
-    width: int
-    height: int
-    masks: list[AutoMask]
-
-
-def _decode_rle(rle: dict[str, Any]) -> np.ndarray:
-    """COCO compressed RLE (column-major run lengths) to an HxW bool mask, without pycocotools."""
-    height, width = rle["size"]
-    counts, text, index = [], rle["counts"].encode("ascii"), 0
-    while index < len(text):
-        value, shift, more = 0, 0, True
-        while more:
-            char = text[index] - 48
-            value |= (char & 0x1F) << (5 * shift)
-            more = bool(char & 0x20)
-            index += 1
-            shift += 1
-            if not more and char & 0x10:
-                value |= -1 << (5 * shift)
-        if len(counts) > 2:
-            value += counts[-2]
-        counts.append(value)
-    flat = np.zeros(height * width, dtype=bool)
-    position = 0
-    for run, count in enumerate(counts):
-        if run % 2:
-            flat[position : position + count] = True
-        position += count
-    return flat.reshape(width, height).T
 
 
 class Client:
