@@ -11,6 +11,7 @@ float summation order).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -111,13 +112,14 @@ class BatchedMaskDecoder(nn.Module):
         first = self.mask_decoder.transformer.layers[0]
         to_image, to_token = first.cross_attn_token_to_image, first.cross_attn_image_to_token
         h = to_image.num_heads
+        keyed = keys + key_pe
         return ImageContext(
             keys=keys,
             key_pe=key_pe,
             size=tuple(image_embeddings.shape[-2:]),
-            k0=heads(to_image.k_proj(keys + key_pe), h)[0],
+            k0=heads(to_image.k_proj(keyed), h)[0],
             v0=heads(to_image.v_proj(keys), h)[0],
-            q0=heads(to_token.q_proj(keys + key_pe), to_token.num_heads)[0],
+            q0=heads(to_token.q_proj(keyed), to_token.num_heads)[0],
         )
 
     def forward(
@@ -141,12 +143,8 @@ class BatchedMaskDecoder(nn.Module):
         selected = slice(1, None) if multimask_output else slice(0, 1)
         upscaling = UpscalingMatmuls(self.mask_decoder.output_upscaling)
         masks, ious = [], []
-        for start in range(0, sparse_prompt_embeddings.shape[0], self.chunk_size):
-            stop = start + self.chunk_size
-            dense = None if dense_prompt_embeddings is None else dense_prompt_embeddings[start:stop]
-            iou, mask_tokens, tiles = self._run_transformer(
-                context, sparse_prompt_embeddings[start:stop], dense
-            )
+        chunks = self._run_chunks(context, sparse_prompt_embeddings, dense_prompt_embeddings)
+        for iou, mask_tokens, tiles in chunks:
             chosen = torch.zeros_like(iou, dtype=torch.bool)
             chosen[:, selected] = True
             logits = self._draw(context, upscaling, tiles, mask_tokens, chosen)
@@ -168,13 +166,10 @@ class BatchedMaskDecoder(nn.Module):
             IoU predictions Bx4 (token 0 is the single-mask output, 1-3 the multimask ones),
             the mask tokens' outputs Bx4xC and the image tokens BxNxC that masks are drawn from.
         """
-        outputs = []
-        for start in range(0, sparse.shape[0], self.chunk_size):
-            chunk_dense = None if dense is None else dense[start : start + self.chunk_size]
-            iou, mask_tokens, tiles = self._run_transformer(
-                context, sparse[start : start + self.chunk_size], chunk_dense
-            )
-            outputs.append((iou, mask_tokens, torch.cat([t for _, t in tiles], dim=1)))
+        outputs = [
+            (iou, mask_tokens, torch.cat([t for _, t in tiles], dim=1))
+            for iou, mask_tokens, tiles in self._run_chunks(context, sparse, dense)
+        ]
         return tuple(torch.cat(parts) for parts in zip(*outputs, strict=True))  # type: ignore[return-value]
 
     def mask_logits(
@@ -200,16 +195,27 @@ class BatchedMaskDecoder(nn.Module):
         masks = []
         for start in range(0, len(prompts), self.chunk_size):
             chunk = slice(start, start + self.chunk_size)
-            tiles = _split(keys[chunk], self._row_tiles(context, len(keys[chunk])))
+            chunk_keys = keys[chunk]
+            tiles = _split(chunk_keys, self._tile_ranges(context, len(chunk_keys)))
             masks.append(self._draw(context, upscaling, tiles, mask_tokens[chunk], chosen[chunk]))
         return torch.cat(masks)
 
-    def _row_tiles(self, context: ImageContext, batch: int) -> list[slice]:
+    def _tile_ranges(self, context: ImageContext, batch: int) -> list[slice]:
         h, w = context.size
         if context.keys.device.type != "cpu":
             return [slice(0, h * w)]  # GPU kernels want whole tensors, not cache-sized tiles
         channels = context.keys.shape[-1]
         return _row_tiles(context.size, batch, channels, self.tile_elements)
+
+    def _run_chunks(
+        self, context: ImageContext, sparse: Tensor, dense: Tensor | None
+    ) -> Iterator[tuple[Tensor, Tensor, Tiles]]:
+        """``_run_transformer`` over the prompts, ``chunk_size`` at a time."""
+        for start in range(0, sparse.shape[0], self.chunk_size):
+            chunk = slice(start, start + self.chunk_size)
+            yield self._run_transformer(
+                context, sparse[chunk], None if dense is None else dense[chunk]
+            )
 
     def _run_transformer(
         self, context: ImageContext, sparse: Tensor, dense: Tensor | None
@@ -241,14 +247,13 @@ class BatchedMaskDecoder(nn.Module):
 
         Token-side work runs on whole tensors; each layer's image-side update (attention to the
         tokens, residual, norm) runs tile by tile, and the same pass computes the next
-        token-to-image attention's scores over the fresh tile, so image tokens cross memory
-        once per layer.
+        token-to-image attention's scores over the fresh tile while it is in cache.
         """
         transformer = self.mask_decoder.transformer
         layers = transformer.layers
         first = layers[0]
         t = tokens.shape[1]
-        ranges = self._row_tiles(context, tokens.shape[0])
+        ranges = self._tile_ranges(context, tokens.shape[0])
         queries = first.norm1(first.self_attn(tokens, tokens, tokens))
         if dense is None:
             keys = context.keys
