@@ -16,6 +16,8 @@ import io
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -31,17 +33,14 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-async def run(args: argparse.Namespace, checkpoint: Path) -> None:
-    settings = Settings(
-        checkpoint=checkpoint,
-        variant=args.variant,
-        image_size=args.image_size,
-        queue_size=max(64, args.concurrency * 2),
-    )
+@asynccontextmanager
+async def embedded_app(
+    settings: Settings, pixels: np.ndarray
+) -> AsyncIterator[tuple[object, httpx.AsyncClient, dict]]:
+    """The app in process with ``pixels`` embedded: (app, client, a one-point /segment body)."""
     app = create_app(settings)
-    rng = np.random.default_rng(0)
     stream = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)).save(stream, "PNG")
+    Image.fromarray(pixels).save(stream, "PNG")
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
@@ -50,10 +49,21 @@ async def run(args: argparse.Namespace, checkpoint: Path) -> None:
         await app.state.load_task
         embedded = (await http.post("/embed", files={"image": ("a.png", stream.getvalue())})).json()
         body = {"embedding_id": embedded["embedding_id"], "points": [[320, 240]], "labels": [1]}
+        yield app, http, body
 
+
+async def run(args: argparse.Namespace, checkpoint: Path) -> None:
+    settings = Settings(
+        checkpoint=checkpoint,
+        variant=args.variant,
+        image_size=args.image_size,
+        queue_size=max(64, args.concurrency * 2),
+    )
+    pixels = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    async with embedded_app(settings, pixels) as (app, http, body):
         # The bare decoder on the same embedding, same prompt, same thread count.
         service = app.state.service
-        embedding = service.get_embedding(embedded["embedding_id"])
+        embedding = service.get_embedding(body["embedding_id"])
         points, labels = np.array([[320.0, 240.0]]), np.array([1])
         bare = []
         for _ in range(args.decoder_runs):
@@ -96,17 +106,7 @@ async def run(args: argparse.Namespace, checkpoint: Path) -> None:
 async def serial_p50(args: argparse.Namespace, checkpoint: Path) -> float:
     """/segment p50 with one request at a time: the per-call overhead over the decoder."""
     settings = Settings(checkpoint=checkpoint, variant=args.variant, image_size=args.image_size)
-    app = create_app(settings)
-    stream = io.BytesIO()
-    Image.fromarray(np.full((480, 640, 3), 90, np.uint8)).save(stream, "PNG")
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=120) as http,
-    ):
-        await app.state.load_task
-        embedded = (await http.post("/embed", files={"image": ("a.png", stream.getvalue())})).json()
-        body = {"embedding_id": embedded["embedding_id"], "points": [[320, 240]], "labels": [1]}
+    async with embedded_app(settings, np.full((480, 640, 3), 90, np.uint8)) as (_, http, body):
         times = []
         for _ in range(args.decoder_runs):
             started = time.perf_counter()
