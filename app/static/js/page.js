@@ -1,0 +1,21 @@
+// The page's shared pieces: element lookups and the state every other module reads and changes.
+
+export const $ = (id) => document.getElementById(id);
+export const area = $("stage-area");
+export const imageCanvas = $("image-canvas");
+export const overlay = $("overlay");
+export const promptLayer = $("prompts");
+
+export const state = {
+  image: null, // {name, width, height, embeddingId}
+  prompts: { points: [], labels: [], box: null }, // XY / XYXY pixels of the image
+  history: [], // earlier prompts, for undo
+  answer: null, // the /segment answer for the prompts, masks decoded
+  selected: 0, // index into answer.masks
+  logitsId: null, // of the last answer, for refining
+  view: "prompt", // "prompt" | "everything" | "edges"
+  everything: null, // {key, masks} of /masks
+  edges: null, // {key, bitmap} of /edges
+  segmentCalls: 0,
+  inFlight: null, // AbortController of the /segment call under way
+};
