@@ -335,27 +335,14 @@ class InferenceService:
                 "crop_n_layers > 0 needs the image's pixels, not only its embedding: send the "
                 "image as multipart (image + request) instead of an embedding_id"
             )
-        return await self.run_task(self._generate_masks, embedding, pixels, params)
-
-    def _generate_masks(
-        self,
-        embedding: ImageEmbedding,
-        pixels: np.ndarray | None,
-        params: dict[str, Any],
-        *,
-        deadline: float,
-        cancel: Callable[[], bool],
-    ) -> list[dict[str, Any]]:
-        predictor = self._require_predictor()
-        started = time.perf_counter()
-        generator = MaskGenerator(predictor.model, **{**params, "output_mode": "coco_rle"})
-        records = generator.generate(
-            _image_or_stand_in(embedding, pixels),
-            embedding=embedding,
-            deadline=deadline,
-            cancel=cancel,
+        coco_params = {**params, "output_mode": "coco_rle"}
+        records = await self.run_task(
+            self._whole_image_task,
+            "masks",
+            lambda model: MaskGenerator(model, **coco_params).generate,
+            embedding,
+            pixels,
         )
-        self.metrics.observe_model("masks", time.perf_counter() - started)
         logger.debug("generated %d masks", len(records))
         return records
 
@@ -363,28 +350,40 @@ class InferenceService:
         self, embedding: ImageEmbedding, pixels: np.ndarray | None, params: dict[str, Any]
     ) -> EdgeMap:
         """``EdgeDetector(model, **params).detect(...)`` of the image (pixels may be None)."""
-        return await self.run_task(self._detect_edges, embedding, pixels, params)
+        return await self.run_task(
+            self._whole_image_task,
+            "edges",
+            lambda model: EdgeDetector(model, **params).detect,
+            embedding,
+            pixels,
+        )
 
-    def _detect_edges(
+    def _whole_image_task(
         self,
+        metric: str,
+        make_task: Callable[[Any], Callable[..., T]],
         embedding: ImageEmbedding,
         pixels: np.ndarray | None,
-        params: dict[str, Any],
         *,
         deadline: float,
         cancel: Callable[[], bool],
-    ) -> EdgeMap:
+    ) -> T:
+        """Runs ``make_task(model)`` on the whole image and records its time as ``metric``.
+
+        The task is called as ``task(image, embedding=..., deadline=..., cancel=...)``;
+        ``make_task`` builds the tool here, on the model thread, where its work runs.
+        """
         predictor = self._require_predictor()
         started = time.perf_counter()
-        detector = EdgeDetector(predictor.model, **params)
-        edge_map = detector.detect(
+        task = make_task(predictor.model)
+        result = task(
             _image_or_stand_in(embedding, pixels),
             embedding=embedding,
             deadline=deadline,
             cancel=cancel,
         )
-        self.metrics.observe_model("edges", time.perf_counter() - started)
-        return edge_map
+        self.metrics.observe_model(metric, time.perf_counter() - started)
+        return result
 
 
 def _image_or_stand_in(embedding: ImageEmbedding, pixels: np.ndarray | None) -> np.ndarray:
