@@ -200,10 +200,11 @@ class TieredCache(EmbeddingCache):
     """A near ``MemoryCache`` in front of a shared backend, which may be down at any time.
 
     The backend must not raise: it answers None/False when unreachable (``RedisCache`` does,
-    and counts the error). Values read from the backend are kept in the near cache. Values
-    written while the backend was down are written to it again once ``check()`` finds it back
-    (if still in the near cache), so that other replicas see them; deletes made meanwhile are
-    not replayed (the value expires with its TTL).
+    and counts the error). Values read from the backend are kept in the near cache. Once
+    ``check()`` finds the backend back, it catches up on what it missed while down, so that
+    other replicas see the same: deletes made meanwhile are made there too (a backend that was
+    only unreachable, not restarted, still holds the deleted value), and values written
+    meanwhile are written there (if still in the near cache).
 
     Args:
         near: This process's cache.
@@ -214,6 +215,7 @@ class TieredCache(EmbeddingCache):
         self.near = near
         self.far = far
         self._unshared: set[str] = set()
+        self._undeleted: set[str] = set()
         self._lock = threading.Lock()
 
     def get(self, key: str) -> CacheEntry | None:
@@ -228,6 +230,7 @@ class TieredCache(EmbeddingCache):
         kept_near = self.near.put(key, entry)
         shared = self.far.put(key, entry)
         with self._lock:
+            self._undeleted.discard(key)  # this value replaces the deleted one
             if kept_near and not shared and not self._far_up():
                 self._unshared.add(key)
             else:
@@ -236,9 +239,12 @@ class TieredCache(EmbeddingCache):
 
     def delete(self, key: str) -> bool:
         deleted_near = self.near.delete(key)
+        deleted_far = self.far.delete(key)
         with self._lock:
             self._unshared.discard(key)
-        return self.far.delete(key) or deleted_near
+            if not deleted_far and not self._far_up():
+                self._undeleted.add(key)
+        return deleted_far or deleted_near
 
     def stats(self) -> CacheStats:
         near = self.near.stats()
@@ -255,6 +261,7 @@ class TieredCache(EmbeddingCache):
     def check(self) -> bool | None:
         up = self.far.check()
         if up:
+            self._delete_again()
             self._share_again()
         return up
 
@@ -264,6 +271,17 @@ class TieredCache(EmbeddingCache):
     def _far_up(self) -> bool:
         backend = self.far.stats().backend
         return backend is None or backend.up
+
+    def _delete_again(self) -> None:
+        """Deletes from the backend what was deleted here while it was down."""
+        with self._lock:
+            keys, self._undeleted = self._undeleted, set()
+        for key in keys:
+            if not self.far.delete(key) and not self._far_up():  # down again: next check
+                with self._lock:
+                    self._undeleted.add(key)
+        if keys:
+            logger.info("replayed %d cache deletes made while the backend was down", len(keys))
 
     def _share_again(self) -> None:
         """Writes what was kept only here while the backend was down."""

@@ -6,12 +6,14 @@ repository root is on ``sys.path`` through pytest's ``pythonpath``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -48,8 +50,7 @@ def _stop(process: subprocess.Popen, timeout: float = 15) -> int:
 class RedisServer:
     """A throw-away ``redis-server`` on a free loopback port, no persistence, LRU-bounded.
 
-    ``stop()`` and ``start()`` again keep the port: what a Redis restart looks like to clients.
-    """
+    ``stop()`` and ``start()`` again keep the port: what a Redis restart looks like to clients."""
 
     def __init__(self, folder: Path, maxmemory: str = "64mb") -> None:
         self.folder = folder
@@ -87,6 +88,75 @@ class RedisServer:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+
+class TcpProxy:
+    """Forwards a free loopback port to ``target_port``; ``cut()`` makes a network partition.
+
+    While cut, every connection is dropped and new ones are closed at once, so nothing sent
+    meanwhile reaches the target, which keeps its data (unlike a restart); ``restore()`` ends it.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._linked = True
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def cut(self) -> None:
+        with self._lock:
+            self._linked = False
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            _close(sock)
+
+    def restore(self) -> None:
+        with self._lock:
+            self._linked = True
+
+    def close(self) -> None:
+        self.cut()
+        _close(self._listener)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            with self._lock:
+                linked = self._linked
+            if not linked:
+                _close(client)
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while (data := source.recv(1 << 16)) and self._linked:
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _close(source)
+            _close(sink)
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
 
 
 class ServeProcess:

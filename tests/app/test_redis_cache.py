@@ -21,6 +21,7 @@ from app.cache_codec import MAGIC, CorruptEntryError, decode_entry, encode_entry
 from app.redis_cache import RedisCache
 from app.store import EmbeddingStore
 from repvit_sam import ImageEmbedding
+from tests.process_helpers import TcpProxy
 
 MiB = 1 << 20
 
@@ -152,6 +153,33 @@ def test_near_cache_answers_while_redis_is_down_and_fills_from_redis(redis_serve
     time.sleep(0.15)  # past the backoff
     assert first.check() is True  # ... and what was kept near only is shared now
     assert_same_embedding(second.get("embedding:f").value, make_embedding(1))
+
+
+def test_deletes_and_writes_made_while_redis_is_unreachable_reach_it_afterwards(redis_server):
+    link = TcpProxy(redis_server.port)
+
+    def replica(url: str) -> TieredCache:
+        far = RedisCache(url, socket_timeout=0.5, retry_max_seconds=0.1)
+        return TieredCache(MemoryCache(MiB), far)
+
+    first = replica(link.url)
+    try:
+        for key in ("embedding:e", "embedding:f"):
+            assert first.put(key, CacheEntry(make_embedding(), {}))
+        link.cut()  # Redis is unreachable, but keeps its data
+        assert first.delete("embedding:e") and first.delete("embedding:f")
+        assert first.put("embedding:f", CacheEntry(make_embedding(2), {}))  # written again
+        assert first.get("embedding:e") is None and first.stats().backend.up is False
+        later = replica(redis_server.url)
+        assert later.get("embedding:e") is not None  # Redis still has the deleted value
+        link.restore()
+        time.sleep(0.15)  # past the backoff
+        assert first.check() is True
+    finally:
+        link.close()
+    later = replica(redis_server.url)  # a replica that reads Redis afresh
+    assert later.get("embedding:e") is None  # the delete reached Redis...
+    assert_same_embedding(later.get("embedding:f").value, make_embedding(2))  # ...then the write
 
 
 def test_store_ignores_values_written_by_another_model():
