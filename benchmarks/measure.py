@@ -35,13 +35,23 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_row_here(factory: Factory, repeats: int) -> dict[str, float]:
+def run_row_here(factory: Factory, repeats: int) -> dict[str, object]:
     function = factory()
     times = time_call(function, repeats)
-    return {"median_s": statistics.median(times), "min_s": min(times), "peak_mib": peak_rss_mib()}
+    return {"times_s": times, "peak_mib": peak_rss_mib()}
 
 
-def run_row_in_subprocess(script: Path, row: str, repeats: int, threads: int) -> dict[str, float]:
+def summarize(rounds: list[dict[str, object]]) -> dict[str, float]:
+    """One row's results over rounds: the median of every timed call, the largest peak memory."""
+    times = [t for result in rounds for t in result["times_s"]]
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "peak_mib": max(result["peak_mib"] for result in rounds),
+    }
+
+
+def run_row_in_subprocess(script: Path, row: str, repeats: int, threads: int) -> dict[str, object]:
     """Runs ``script --row ROW`` in a new interpreter and returns its JSON result."""
     command = [
         sys.executable,

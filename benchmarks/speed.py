@@ -1,8 +1,9 @@
 """One table: RepViT-SAM's encoder per backend and decoder vs segment-anything's, and MobileSAM.
 
 Every figure comes from this one run on this machine. Each row runs in its own process (so its
-peak memory is its own) with the same thread count; latencies are medians. Random weights: the
-work does not depend on their values. ::
+peak memory is its own) with the same thread count; latencies are medians. The rows take turns
+over ``--rounds`` rounds, so that a slow spell of a shared machine falls on all of them rather
+than on whichever row ran then. Random weights: the work does not depend on their values. ::
 
     python benchmarks/speed.py                  # everything, 2 threads
     python benchmarks/speed.py --only encoder   # what benchmarks/encoder.py prints
@@ -19,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import print_table, run_row_here, run_row_in_subprocess
+from measure import print_table, run_row_here, run_row_in_subprocess, summarize
 
 IMAGE = 1024
 
@@ -115,7 +117,11 @@ DECODER_ROWS = {
     for kind in ("segment-anything", "ours", "mobilesam")
 }
 ROWS = {**ENCODER_ROWS, **DECODER_ROWS}
-REPEATS = {"encoder": 5, "decoder": 7}
+
+
+def _repeats(row: str) -> int:
+    """Timed calls per round: fewer for the rows that take seconds per call."""
+    return 3 if row.startswith("encoder/") or row.endswith("x64") else 7
 
 
 def _available(row: str) -> bool:
@@ -137,7 +143,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("encoder", "decoder"), help="one half of the table")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
-    parser.add_argument("--repeats", type=int, help="timed calls per row")
+    parser.add_argument("--repeats", type=int, help="timed calls per row and round")
+    parser.add_argument("--rounds", type=int, default=3, help="turns each row takes (default 3)")
     parser.add_argument("--row", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -148,14 +155,18 @@ def main() -> None:
         return
 
     rows = [r for r in ROWS if args.only is None or r.startswith(args.only)]
-    results = {}
-    for row in rows:
-        if not _available(row):
-            print(f"skipping {row}: not installed", file=sys.stderr)
-            continue
-        repeats = args.repeats or REPEATS[row.split("/")[0]]
-        results[row] = run_row_in_subprocess(Path(__file__), row, repeats, args.threads)
-        print(f"{row}: {results[row]['median_s'] * 1000:.1f} ms", file=sys.stderr)
+    for row in [r for r in rows if not _available(r)]:
+        print(f"skipping {row}: not installed", file=sys.stderr)
+        rows.remove(row)
+    rounds: dict[str, list[dict[str, object]]] = {row: [] for row in rows}
+    for turn in range(1, args.rounds + 1):
+        for row in rows:
+            repeats = args.repeats or _repeats(row)
+            result = run_row_in_subprocess(Path(__file__), row, repeats, args.threads)
+            rounds[row].append(result)
+            median_ms = statistics.median(result["times_s"]) * 1000
+            print(f"round {turn}/{args.rounds} {row}: {median_ms:.1f} ms", file=sys.stderr)
+    results = {row: summarize(results) for row, results in rounds.items()}
 
     table = []
     for row, result in results.items():
