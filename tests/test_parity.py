@@ -122,3 +122,32 @@ def test_every_backend_matches_the_official_outputs(reference, parity_model, bac
     predictor = Predictor(model, encoder=make_encoder(model, backend))
     embedding = predictor.embed(skimage_data.coffee())
     _check(reference, embedding, _run_cases(predictor, embedding, reference[1]), exact=False)
+
+
+def _thin_gradient(height: int = 511, width: int = 1, seed: int = 107) -> np.ndarray:
+    """A smooth HxWx3 uint8 image; at 511x1 the encoder input is 1024x2 of content, rest padding."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    y, x = y / max(height - 1, 1), x / max(width - 1, 1)
+    channels = [
+        0.5 + 0.5 * np.sin(rng.uniform(1, 6) * x + rng.uniform(1, 6) * y + rng.uniform(0, 6))
+        for _ in range(3)
+    ]
+    return np.round(255 * np.stack(channels, -1)).astype(np.uint8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_exported_backends_keep_squeeze_excite_gates_on_a_thin_image(parity_model, backend):
+    """On this image some squeeze-excite gates sit near 0.5; a single-pass float32 mean over a
+    256x256 map (what OpenVINO made of the export before grouped means) flipped them and moved
+    the embedding by 2.0."""
+    from repvit_sam.backends import is_available, make_encoder
+
+    if not is_available(backend):
+        pytest.skip(f"{backend} is not installed")
+    image = _thin_gradient()
+    expected = Predictor(parity_model).embed(image).features
+    model = build_repvit_sam(parity_model.state_dict())
+    actual = Predictor(model, encoder=make_encoder(model, backend)).embed(image).features
+    assert (actual - expected).abs().max() <= 5e-3

@@ -17,12 +17,26 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return max(divisor, int(value + divisor / 2) // divisor * divisor)
 
 
+def grouped_mean(x: torch.Tensor, group: int = 16) -> torch.Tensor:
+    """Mean over the spatial dims, BxCxHxW -> BxCx1x1, as a tree of means of ``group`` values.
+
+    The same value as ``x.mean((2, 3))`` up to rounding, but with every float32 sum short:
+    runtimes that sum a whole map in one pass (ONNX Runtime; OpenVINO, which also merges
+    consecutive reductions into one) lose enough precision there to flip a squeeze-excite
+    gate that sits near 0.5. Each level reduces the last axis after a reshape, which keeps
+    the levels apart in an exported graph.
+    """
+    b, c, h, w = x.shape
+    flat = x.reshape(b, c, h * w)
+    while flat.shape[-1] > group and flat.shape[-1] % group == 0:
+        flat = flat.reshape(b, c, -1, group).mean(-1)
+    return flat.mean(-1).reshape(b, c, 1, 1)
+
+
 class SqueezeExcite(nn.Module):
     """Channel attention: mean, 1x1 reduce, ReLU, 1x1 expand, sigmoid gate (timm's SEModule).
 
-    ``pool_rows_first`` averages each row, then the row means: the same value, but runtimes that
-    sum a whole 256x256 map in one float32 pass (ONNX Runtime, OpenVINO) lose enough precision
-    there to drift from PyTorch's pairwise sum; the ONNX export turns it on.
+    ``grouped_pooling`` takes the mean with ``grouped_mean``; the ONNX export turns it on.
     """
 
     def __init__(self, channels: int, rd_ratio: float = 0.25) -> None:
@@ -30,14 +44,11 @@ class SqueezeExcite(nn.Module):
         rd_channels = make_divisible(channels * rd_ratio, 8)
         self.fc1 = nn.Conv2d(channels, rd_channels, kernel_size=1)
         self.fc2 = nn.Conv2d(rd_channels, channels, kernel_size=1)
-        self.pool_rows_first = False
+        self.grouped_pooling = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """BxCxHxW -> BxCxHxW."""
-        if self.pool_rows_first:
-            pooled = x.mean(3, keepdim=True).mean(2, keepdim=True)
-        else:
-            pooled = x.mean((2, 3), keepdim=True)
+        pooled = grouped_mean(x) if self.grouped_pooling else x.mean((2, 3), keepdim=True)
         gate = self.fc2(F.relu(self.fc1(pooled)))
         return x * torch.sigmoid(gate)
 

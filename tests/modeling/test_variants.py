@@ -14,6 +14,7 @@ from repvit_sam.modeling import (
     get_variant,
     is_fused,
 )
+from repvit_sam.modeling.repvit_block import grouped_mean
 from tests.conftest import randomize_batch_norms
 
 
@@ -110,3 +111,14 @@ def test_bad_image_size_and_device():
         build_repvit_sam(variant="m0_9", image_size=100)
     with pytest.raises(ValueError, match="device"):
         build_repvit_sam(variant="m0_9", image_size=64, device="tpu:7")
+
+
+@pytest.mark.parametrize("size", [(256, 256), (128, 128), (64, 64), (16, 16), (7, 5), (1, 3)])
+def test_grouped_mean_is_the_mean_with_short_sums(size):
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = x.mean((2, 3), keepdim=True)
+    torch.testing.assert_close(grouped_mean(x), expected, rtol=1e-12, atol=1e-12)
+    se = SqueezeExcite(3).double()
+    plain = se(x)
+    se.grouped_pooling = True
+    torch.testing.assert_close(se(x), plain, rtol=1e-12, atol=1e-12)
