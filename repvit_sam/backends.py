@@ -29,7 +29,7 @@ import torch
 from segment_anything.modeling import Sam
 
 from .errors import InvalidInputError
-from .modeling import fuse_modules
+from .modeling import SqueezeExcite, fuse_modules
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,11 @@ class TorchEncoder:
             else torch.contiguous_format
         )
         self.encoder.to(memory_format=self.memory_format)
+        if self.memory_format == torch.channels_last:
+            # PyTorch sums channels-last maps in one long pass: see SqueezeExcite.portable.
+            for module in self.encoder.modules():
+                if isinstance(module, SqueezeExcite):
+                    module.portable = True
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
     @torch.inference_mode()

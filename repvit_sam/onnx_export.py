@@ -78,7 +78,7 @@ def _fused_copy_on_cpu(model: Sam) -> Sam:
     fuse_modules(clone.image_encoder)
     for module in clone.modules():
         if isinstance(module, SqueezeExcite):
-            module.grouped_pooling = True
+            module.portable = True
     return clone
 
 

@@ -147,3 +147,42 @@ def test_torch_backend_fuses_only_when_asked(model):
     unfused = make_encoder(copy.deepcopy(model), "torch", fuse=False)
     assert not is_fused(unfused.encoder)
     assert is_fused(make_encoder(copy.deepcopy(model), "torch").encoder)
+
+
+@pytest.mark.parametrize("runtime", [r for r in ("onnxruntime", "openvino") if is_available(r)])
+def test_exported_squeeze_excite_keeps_small_gates_exact(runtime, tmp_path):
+    """A gate of sigmoid(-20) still scales a large activation: ONNX Runtime's Sigmoid gives
+    it several times too large, so the export spells the gate out as 1 / (1 + exp(-z))."""
+    from repvit_sam.modeling import SqueezeExcite
+
+    se = SqueezeExcite(8).eval()
+    with torch.no_grad():
+        for conv in (se.fc1, se.fc2):
+            conv.weight.zero_()
+        se.fc1.bias.zero_()
+        se.fc2.bias.copy_(torch.linspace(-30, 5, 8))
+    se.portable = True
+    x = torch.rand(1, 8, 32, 32, generator=torch.Generator().manual_seed(0)) * 1e8 + 1e8
+    path = tmp_path / "se.onnx"
+    torch.onnx.export(se, (x,), str(path), dynamo=False, input_names=["x"])
+    if runtime == "onnxruntime":
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        actual = session.run(None, {"x": x.numpy()})[0]
+    else:
+        import openvino
+
+        compiled = openvino.Core().compile_model(
+            str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+        )
+        actual = np.array(compiled(x.numpy())[0])
+    gates = torch.sigmoid(se.fc2.bias.detach().double()).reshape(1, 8, 1, 1)
+    expected = (x.double() * gates).numpy()
+    np.testing.assert_allclose(actual, expected, rtol=1e-5)
+
+
+def test_channels_last_torch_encoder_uses_portable_squeeze_excite(model):
+    from repvit_sam.modeling import SqueezeExcite
+
+    encoder = make_encoder(copy.deepcopy(model), "torch")
+    blocks = [m for m in encoder.encoder.modules() if isinstance(m, SqueezeExcite)]
+    assert blocks and all(m.portable for m in blocks)

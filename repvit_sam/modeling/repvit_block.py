@@ -20,13 +20,18 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 def grouped_mean(x: torch.Tensor, group: int = 16) -> torch.Tensor:
     """Mean over the spatial dims, BxCxHxW -> BxCx1x1, as a tree of means of ``group`` values.
 
-    The same value as ``x.mean((2, 3))`` up to rounding, but with every float32 sum short:
-    runtimes that sum a whole map in one pass (ONNX Runtime; OpenVINO, which also merges
-    consecutive reductions into one) lose enough precision there to flip a squeeze-excite
-    gate that sits near 0.5. Each level reduces the last axis after a reshape, which keeps
-    the levels apart in an exported graph.
+    The same value as ``x.mean((2, 3))`` up to rounding, but with every float32 sum short.
+    Runtimes that sum a whole map in one pass lose enough precision there to flip a
+    squeeze-excite gate that sits on an edge: ONNX Runtime; OpenVINO, which also merges
+    consecutive reductions into one; PyTorch itself on channels-last tensors. Each level
+    reduces after a reshape, which keeps the levels apart in an exported graph.
     """
     b, c, h, w = x.shape
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        pixels = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view: channels innermost
+        while pixels.shape[1] > group and pixels.shape[1] % group == 0:
+            pixels = pixels.reshape(b, -1, group, c).mean(2)
+        return pixels.mean(1).reshape(b, c, 1, 1)
     flat = x.reshape(b, c, h * w)
     while flat.shape[-1] > group and flat.shape[-1] % group == 0:
         flat = flat.reshape(b, c, -1, group).mean(-1)
@@ -36,7 +41,10 @@ def grouped_mean(x: torch.Tensor, group: int = 16) -> torch.Tensor:
 class SqueezeExcite(nn.Module):
     """Channel attention: mean, 1x1 reduce, ReLU, 1x1 expand, sigmoid gate (timm's SEModule).
 
-    ``grouped_pooling`` takes the mean with ``grouped_mean``; the ONNX export turns it on.
+    ``portable`` computes the same function with ops that every runtime gets right: the mean
+    as ``grouped_mean`` and the gate as ``1 / (1 + exp(-z))``, because ONNX Runtime's
+    ``Sigmoid`` is off by several times its value below z = -17, where a gate still scales
+    a channel of a large activation. The ONNX export and the channels-last encoder turn it on.
     """
 
     def __init__(self, channels: int, rd_ratio: float = 0.25) -> None:
@@ -44,13 +52,15 @@ class SqueezeExcite(nn.Module):
         rd_channels = make_divisible(channels * rd_ratio, 8)
         self.fc1 = nn.Conv2d(channels, rd_channels, kernel_size=1)
         self.fc2 = nn.Conv2d(rd_channels, channels, kernel_size=1)
-        self.grouped_pooling = False
+        self.portable = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """BxCxHxW -> BxCxHxW."""
-        pooled = grouped_mean(x) if self.grouped_pooling else x.mean((2, 3), keepdim=True)
-        gate = self.fc2(F.relu(self.fc1(pooled)))
-        return x * torch.sigmoid(gate)
+        if not self.portable:
+            gate = self.fc2(F.relu(self.fc1(x.mean((2, 3), keepdim=True))))
+            return x * torch.sigmoid(gate)
+        gate = self.fc2(F.relu(self.fc1(grouped_mean(x))))
+        return x * torch.reciprocal(1 + torch.exp(-gate))
 
 
 class Residual(nn.Module):
