@@ -29,7 +29,7 @@ import torch
 from segment_anything.modeling import Sam
 
 from .errors import InvalidInputError
-from .modeling import SqueezeExcite, fuse_modules
+from .modeling import fuse_modules, use_portable_squeeze_excite
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +85,7 @@ class TorchEncoder:
         self.encoder.to(memory_format=self.memory_format)
         if self.memory_format == torch.channels_last:
             # PyTorch sums channels-last maps in one long pass: see SqueezeExcite.portable.
-            for module in self.encoder.modules():
-                if isinstance(module, SqueezeExcite):
-                    module.portable = True
+            use_portable_squeeze_excite(self.encoder)
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
     @torch.inference_mode()

@@ -20,7 +20,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.onnx import SamOnnxModel
 from torch import nn
 
-from .modeling import SqueezeExcite, fuse_modules
+from .modeling import fuse_modules, use_portable_squeeze_excite
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +76,7 @@ def _fused_copy_on_cpu(model: Sam) -> Sam:
 
     clone = copy.deepcopy(model).to("cpu", torch.float32).eval()
     fuse_modules(clone.image_encoder)
-    for module in clone.modules():
-        if isinstance(module, SqueezeExcite):
-            module.portable = True
+    use_portable_squeeze_excite(clone)
     return clone
 
 

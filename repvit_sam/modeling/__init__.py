@@ -3,7 +3,14 @@
 from .conv_bn import Conv2dBN
 from .fuse import fuse_modules, is_fused
 from .image_encoder import RepViTImageEncoder, block_specs
-from .repvit_block import RepVGGDW, RepViTBlock, RepViTDownsample, Residual, SqueezeExcite
+from .repvit_block import (
+    RepVGGDW,
+    RepViTBlock,
+    RepViTDownsample,
+    Residual,
+    SqueezeExcite,
+    use_portable_squeeze_excite,
+)
 from .variants import DEFAULT_VARIANT, VARIANTS, RepViTConfig, get_variant
 
 __all__ = [
@@ -21,4 +28,5 @@ __all__ = [
     "fuse_modules",
     "get_variant",
     "is_fused",
+    "use_portable_squeeze_excite",
 ]

@@ -63,6 +63,13 @@ class SqueezeExcite(nn.Module):
         return x * torch.reciprocal(1 + torch.exp(-gate))
 
 
+def use_portable_squeeze_excite(module: nn.Module) -> None:
+    """Turns on ``SqueezeExcite.portable`` in every squeeze-excite block of ``module``."""
+    for block in module.modules():
+        if isinstance(block, SqueezeExcite):
+            block.portable = True
+
+
 class Residual(nn.Module):
     """``x + m(x)``, with optional stochastic depth while training."""
 
