@@ -8,7 +8,21 @@ function numberInput(id) {
   return Number($(id).value);
 }
 
-async function showEverything() {
+// Answers `call(params)` from state[slot] when the same params were asked before; otherwise asks
+// the service, and drops the answer if another image was opened meanwhile.
+async function showCached(slot, params, message, call, keep) {
+  const key = JSON.stringify(params);
+  if (state[slot]?.key !== key) {
+    spinner(message);
+    const outcome = await attempt(() => call(params));
+    spinner(null);
+    if (!outcome || params.embedding_id !== state.image.embeddingId) return;
+    state[slot] = { key, ...(await keep(outcome)) };
+  }
+  render();
+}
+
+function showEverything() {
   const params = {
     embedding_id: state.image.embeddingId,
     points_per_side: numberInput("points-per-side"),
@@ -16,37 +30,26 @@ async function showEverything() {
     stability_score_thresh: numberInput("stability-score-thresh"),
     box_nms_thresh: numberInput("box-nms-thresh"),
   };
-  const key = JSON.stringify(params);
-  if (state.everything?.key !== key) {
-    spinner("Segmenting everything…");
-    const outcome = await attempt(() => api.masks(params));
-    spinner(null);
-    if (!outcome || params.embedding_id !== state.image.embeddingId) return;
-    const { result, ms } = outcome;
+  const keep = ({ result, ms }) => {
     addTiming({ label: "everything", ms, ok: true, note: `${result.masks.length} masks` });
     const masks = result.masks
       .map((m) => ({ ...m, score: m.predicted_iou, mask: decodeRle(m.segmentation) }))
       .sort((a, b) => b.area - a.area); // small masks on top of large ones
-    state.everything = { key, masks };
-  }
-  render();
+    return { masks };
+  };
+  return showCached("everything", params, "Segmenting everything…", (p) => api.masks(p), keep);
 }
 
-async function showEdges() {
+function showEdges() {
   const params = {
     embedding_id: state.image.embeddingId,
     points_per_side: numberInput("edge-points-per-side"),
   };
-  const key = JSON.stringify(params);
-  if (state.edges?.key !== key) {
-    spinner("Detecting edges…");
-    const outcome = await attempt(() => api.edges(params));
-    spinner(null);
-    if (!outcome || params.embedding_id !== state.image.embeddingId) return;
-    addTiming({ label: "edges", ms: outcome.ms, ok: true });
-    state.edges = { key, bitmap: await createImageBitmap(outcome.result) };
-  }
-  render();
+  const keep = async ({ result, ms }) => {
+    addTiming({ label: "edges", ms, ok: true });
+    return { bitmap: await createImageBitmap(result) };
+  };
+  return showCached("edges", params, "Detecting edges…", (p) => api.edges(p), keep);
 }
 
 export function setView(view) {
