@@ -139,12 +139,21 @@ def _baseline(row: str) -> str:
     return f"decoder/segment-anything x{row.rsplit('x', 1)[1]}"
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("encoder", "decoder"), help="one half of the table")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
-    parser.add_argument("--repeats", type=int, help="timed calls per row and round")
-    parser.add_argument("--rounds", type=int, default=3, help="turns each row takes (default 3)")
+    parser.add_argument("--repeats", type=_positive, help="timed calls per row and round")
+    parser.add_argument(
+        "--rounds", type=_positive, default=3, help="turns each row takes (default 3)"
+    )
     parser.add_argument("--row", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
