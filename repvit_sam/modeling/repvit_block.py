@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv_bn import Conv2dBN, conv_from_weights, fold_batch_norm
+from .conv_bn import Conv2dBN, conv_from_weights, float64_on_cpu, fold_batch_norm
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -101,13 +101,13 @@ class RepVGGDW(nn.Module):
     @torch.no_grad()
     def fuse(self) -> nn.Conv2d:
         """Returns one 3x3 depthwise convolution computing this module in inference mode."""
-        conv = self.conv.fuse()
-        conv1_weight = F.pad(self.conv1.weight, [1, 1, 1, 1])
-        identity = F.pad(torch.ones_like(self.conv1.weight), [1, 1, 1, 1])
-        weight = conv.weight + conv1_weight + identity
-        bias = conv.bias + self.conv1.bias
+        weight, bias = self.conv.fused_parameters()
+        conv1_weight = float64_on_cpu(self.conv1.weight)  # Cx1x1x1
+        identity = torch.ones_like(conv1_weight)
+        weight = weight + F.pad(conv1_weight + identity, [1, 1, 1, 1])
+        bias = bias + float64_on_cpu(self.conv1.bias)
         weight, bias = fold_batch_norm(weight, bias, self.bn)
-        return conv_from_weights(conv, weight, bias)
+        return conv_from_weights(self.conv.c, weight, bias)
 
 
 def _channel_mixer(channels: int, drop_path: float) -> Residual:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -14,7 +16,7 @@ from repvit_sam.modeling import (
     get_variant,
     is_fused,
 )
-from repvit_sam.modeling.repvit_block import grouped_mean
+from repvit_sam.modeling.repvit_block import RepVGGDW, grouped_mean
 from tests.conftest import randomize_batch_norms
 
 
@@ -122,3 +124,21 @@ def test_grouped_mean_is_the_mean_with_short_sums(size):
     plain = se(x)
     se.portable = True
     torch.testing.assert_close(se(x), plain, rtol=1e-12, atol=1e-12)
+
+
+def test_fused_parameters_are_rounded_once_from_float64():
+    # Folding in float32 rounds at every step; the fused weights must be the float64 result
+    # rounded once, the closest float32 convolution to the unfused block.
+    block = randomize_batch_norms(RepVGGDW(8).eval(), seed=3)
+    with torch.no_grad():
+        for conv in (block.conv.c, block.conv1):
+            conv.weight.normal_(0, 1)
+        block.conv1.bias.normal_(0, 1)
+    double = copy.deepcopy(block).double()
+    fused, exact = block.fuse(), double.fuse()  # exact: every step in float64
+    assert fused.weight.dtype == torch.float32
+    assert torch.equal(fused.weight, exact.weight.float())
+    assert torch.equal(fused.bias, exact.bias.float())
+    x = torch.randn(2, 8, 9, 9, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(exact(x), double(x), rtol=1e-12, atol=1e-12)
