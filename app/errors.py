@@ -63,6 +63,11 @@ class NotReadyError(ServiceError):
     """The model is not loaded yet."""
 
 
+class ModelLoadError(ServiceError):
+    """The model failed to load; this replica will not become ready (``/healthz`` is 503 too,
+    so that an orchestrator restarts it)."""
+
+
 class BusyError(ServiceError):
     """The model queue is full; the client should retry after ``retry_after`` seconds."""
 
@@ -84,6 +89,8 @@ def _status_of(err: RepViTSAMError) -> tuple[int, dict[str, str]]:
         return 503, {"Retry-After": str(err.retry_after)}
     if isinstance(err, NotReadyError):
         return 503, {"Retry-After": "1"}
+    if isinstance(err, ModelLoadError):
+        return 503, {}
     if isinstance(err, DeadlineExceededError):
         return 504, {}
     if isinstance(err, CancelledError):

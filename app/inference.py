@@ -40,7 +40,7 @@ from repvit_sam.backends import make_encoder
 from repvit_sam.weights import sha256_of
 
 from .cache import EmbeddingCache
-from .errors import BusyError, NotFoundError, NotReadyError
+from .errors import BusyError, ModelLoadError, NotFoundError, NotReadyError
 from .metrics import Metrics
 from .settings import Settings
 from .store import EmbeddingStore
@@ -129,7 +129,7 @@ class InferenceService:
             image_size=settings.image_size,
         )
         digest = hashlib.blake2b(digest_size=16)
-        encoder = make_encoder(model, settings.backend)
+        encoder = make_encoder(model, settings.backend, fuse=settings.fuse)
         identity = f"{settings.variant}|{model.image_encoder.img_size}|{settings.fuse}"
         digest.update(f"{identity}|{encoder.name}".encode())
         digest.update(sha256_of(checkpoint).encode())
@@ -199,6 +199,8 @@ class InferenceService:
             stop.set()
 
     def _require_predictor(self) -> Predictor:
+        if self.load_error is not None:
+            raise ModelLoadError(self.load_error)
         if self.predictor is None:
             raise NotReadyError("the model is still loading; retry shortly (see /readyz)")
         return self.predictor
@@ -237,6 +239,10 @@ class InferenceService:
         started = time.perf_counter()
         with torch.inference_mode():
             embedding = predictor.embed(pixels)
+        if embedding.device.type == "cuda":
+            # CUDA runs kernels asynchronously: wait, so that the time is the encoder's and its
+            # errors surface in this request rather than in a later one.
+            torch.cuda.synchronize(embedding.device)
         self.metrics.observe_model("encoder", time.perf_counter() - started)
         logger.debug("encoded a %dx%d image", pixels.shape[1], pixels.shape[0])
         return embedding

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from repvit_sam.build import resolve_device
+
 MiB = 1 << 20
 
 
@@ -98,6 +100,13 @@ class Settings(BaseSettings):
                 return None
             if not value.startswith(("redis://", "rediss://", "unix://")):
                 raise ValueError(f"expected redis://, rediss:// or unix:// URL, got {value!r}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        # A device this machine lacks fails here, at start, not in the model load behind /readyz.
+        resolve_device(value)
         return value
 
     @field_validator("cors_origins", mode="before")

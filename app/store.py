@@ -42,8 +42,9 @@ class EmbeddingStore:
         return entry.value
 
     def put_embedding(self, key: str, embedding: ImageEmbedding) -> None:
+        """Stores a host copy: ``cache_bytes`` budgets host memory, never a GPU's."""
         height, width = embedding.original_size
-        self._put(EMBEDDING_PREFIX + key, embedding, {"width": width, "height": height})
+        self._put(EMBEDDING_PREFIX + key, embedding.to("cpu"), {"width": width, "height": height})
 
     def delete_embedding(self, key: str) -> bool:
         return self.cache.delete(EMBEDDING_PREFIX + key)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from segment_anything.modeling import Sam
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, PrecisionOverflowError
 from .modeling import fuse_modules, use_portable_squeeze_excite
 
 logger = logging.getLogger(__name__)
@@ -77,15 +77,18 @@ class TorchEncoder:
         self.encoder = model.image_encoder.eval()
         if fuse:
             fuse_modules(self.encoder)
+        # Unfused is the official computation, bit for bit: channels-last kernels round
+        # differently, so it keeps the official memory format too.
         self.memory_format = (
             torch.channels_last
-            if channels_last and device.type == "cpu"
+            if channels_last and fuse and device.type == "cpu"
             else torch.contiguous_format
         )
         self.encoder.to(memory_format=self.memory_format)
         if self.memory_format == torch.channels_last:
             # PyTorch sums channels-last maps in one long pass: see SqueezeExcite.portable.
             use_portable_squeeze_excite(self.encoder)
+        self.precision = precision
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
     @torch.inference_mode()
@@ -98,6 +101,8 @@ class TorchEncoder:
         )
         with context:
             out = self.encoder(images)
+        if self.dtype is not None:
+            check_finite(out, self.precision)
         return out.float().contiguous()
 
 
@@ -153,6 +158,19 @@ class OpenVINOEncoder(_OnnxFileEncoder):
         return torch.from_numpy(np.array(out)).to(self.device)
 
 
+def check_finite(embedding: torch.Tensor, precision: str) -> None:
+    """Raises ``PrecisionOverflowError`` where a reduced-precision encoder overflowed.
+
+    fp16 tops out at 65504, and activations of some weights go far beyond: the embedding would
+    silently be inf or NaN, and every mask drawn from it garbage.
+    """
+    if not bool(torch.isfinite(embedding).all()):
+        raise PrecisionOverflowError(
+            f"the image encoder overflowed in {precision} (inf or NaN in the embedding); "
+            "use precision='bf16' (fp32's range) or 'fp32'"
+        )
+
+
 def _as_numpy(images: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
 
@@ -173,8 +191,9 @@ def make_encoder(
         precision: "fp32", or "bf16"/"fp16" autocast on CUDA with the torch backend (not exact:
             an explicit speed-for-accuracy choice).
         threads: CPU threads for ONNX Runtime/OpenVINO; torch's setting by default.
-        fuse: With the torch backend, fuse the model's encoder in place (same function). The ONNX
-            backends always export a fused copy and leave the model as it is.
+        fuse: With the torch backend, fuse the model's encoder in place (same function); without,
+            the torch backend runs the official computation bit for bit. The ONNX backends
+            always export a fused copy and leave the model as it is.
     """
     device = next(model.parameters()).device
     name = resolve_backend(backend, device)

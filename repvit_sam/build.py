@@ -99,13 +99,28 @@ def fuse(model: Sam) -> Sam:
     return model
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device`` that exists on this machine.
+
+    Raises:
+        InvalidInputError: Not a torch device, CUDA or MPS where there is none, or a CUDA
+            index beyond the devices present.
+    """
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise InvalidInputError(f"device {device!r} is not a torch device ({err})") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError(f"device {device!r} requested but CUDA is not available here")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidInputError(f"device {device!r} requested but CUDA is not available here")
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise InvalidInputError(
+                f"device {device!r} requested but this machine has {count} CUDA device(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidInputError(f"device {device!r} requested but MPS is not available here")
     return resolved
 
 
@@ -136,7 +151,7 @@ def build_repvit_sam(
         CheckpointError: The checkpoint is unreadable or is not of ``variant`` (the message says
             what it is and lists the first missing/unexpected keys).
     """
-    resolved = _resolve_device(device)
+    resolved = resolve_device(device)
     model = _assemble(variant, drop_path_rate, image_size)
     if checkpoint is not None:
         _load(model, checkpoint, variant)

@@ -196,7 +196,7 @@ def run_serve(args: argparse.Namespace) -> int:
     for name in ("host", "port", "checkpoint", "variant", "device"):
         if getattr(args, name) is not None:
             os.environ[f"REPVIT_SAM_{name.upper()}"] = str(getattr(args, name))
-    _check_serve_checkpoint(os.environ)
+    _check_serve_settings(os.environ)
     host = os.environ.get("REPVIT_SAM_HOST", "127.0.0.1")
     port = int(os.environ.get("REPVIT_SAM_PORT", "8000"))
     # A server logs its lifecycle (model loaded, cache state) unless told to be quieter.
@@ -215,17 +215,20 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_serve_checkpoint(environ: Mapping[str, str]) -> None:
-    """Fails fast on a missing or wrong ``REPVIT_SAM_CHECKPOINT``, before the server starts.
+def _check_serve_settings(environ: Mapping[str, str]) -> None:
+    """Fails fast on a device this machine lacks or a missing or wrong
+    ``REPVIT_SAM_CHECKPOINT``, before the server starts.
 
-    The service would otherwise start, answer /healthz and never become ready. Without a
-    checkpoint the service downloads (and verifies) the official weights itself.
+    The service would otherwise start and never become ready. Without a checkpoint the service
+    downloads (and verifies) the official weights itself.
 
     Raises:
+        InvalidInputError: ``REPVIT_SAM_DEVICE`` is not a device of this machine.
         CheckpointError: The file is missing, unreadable or not of ``REPVIT_SAM_VARIANT``.
     """
-    from .build import build_repvit_sam
+    from .build import build_repvit_sam, resolve_device
 
+    resolve_device(environ.get("REPVIT_SAM_DEVICE", "cpu").strip())
     checkpoint = environ.get("REPVIT_SAM_CHECKPOINT", "").strip()
     if not checkpoint:
         return

@@ -8,6 +8,7 @@ Every error the library raises on purpose derives from ``RepViTSAMError``::
     ├── InvalidInputError          (also a ValueError) bad image, prompt or argument
     │   └── InvalidImageError      an image that cannot be decoded or has an unusable shape/dtype
     ├── ImageNotSetError           (also a RuntimeError) predicting before ``set_image``
+    ├── PrecisionOverflowError     (also an ArithmeticError) fp16/bf16 gave inf or NaN
     └── RemoteError                the HTTP service answered with an error (repvit_sam.client)
 
 Errors of the inputs also derive from ``ValueError`` (or ``TypeError`` for wrong types), so
@@ -39,6 +40,10 @@ class InvalidImageError(InvalidInputError):
 
 class ImageNotSetError(RepViTSAMError, RuntimeError):
     """Prediction was requested before an image (or an embedding) was given."""
+
+
+class PrecisionOverflowError(RepViTSAMError, ArithmeticError):
+    """A reduced-precision (fp16/bf16) run produced inf or NaN; fp32 computes it."""
 
 
 class RemoteError(RepViTSAMError):

@@ -12,6 +12,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from .embedding import ImageEmbedding
 from .errors import ImageNotSetError, InvalidImageError, InvalidInputError
+from .float32 import full_float32
 from .modeling.batched_decoder import BatchedMaskDecoder, ImageContext
 from .prompts import validate_boxes, validate_mask_input, validate_points
 
@@ -109,7 +110,8 @@ class Predictor:
                 f"{self.model.image_encoder.img_size}, got {tuple(transformed_image.shape)}"
             )
         input_size = tuple(transformed_image.shape[-2:])
-        features = self.encoder(self.model.preprocess(transformed_image))
+        with full_float32(self.device):
+            features = self.encoder(self.model.preprocess(transformed_image))
         return ImageEmbedding(features, tuple(original_image_size[:2]), input_size)
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
@@ -263,21 +265,9 @@ class Predictor:
         if (point_coords is None) != (point_labels is None):
             raise InvalidInputError("point_coords must be supplied with point_labels")
         points = (point_coords, point_labels) if point_coords is not None else None
-        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        if self.decoder is not None:
-            low_res_masks, iou_predictions = self.decoder(
-                self.image_context(embedding),
-                sparse,
-                dense if mask_input is not None else None,
-                multimask_output,
-            )
-        else:
-            low_res_masks, iou_predictions = self.model.mask_decoder(
-                image_embeddings=embedding.features,
-                image_pe=self.model.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=multimask_output,
+        with full_float32(self.device):
+            low_res_masks, iou_predictions = self._decode(
+                embedding, points, boxes, mask_input, multimask_output
             )
         masks = self.model.postprocess_masks(
             low_res_masks, embedding.input_size, embedding.original_size
@@ -285,6 +275,30 @@ class Predictor:
         if not return_logits:
             masks = masks > self.model.mask_threshold
         return masks, iou_predictions, low_res_masks
+
+    def _decode(
+        self,
+        embedding: ImageEmbedding,
+        points: tuple[torch.Tensor, torch.Tensor] | None,
+        boxes: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+        multimask_output: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        if self.decoder is not None:
+            return self.decoder(
+                self.image_context(embedding),
+                sparse,
+                dense if mask_input is not None else None,
+                multimask_output,
+            )
+        return self.model.mask_decoder(
+            image_embeddings=embedding.features,
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
 
     @torch.inference_mode()
     def image_context(self, embedding: ImageEmbedding) -> ImageContext:

@@ -1,6 +1,8 @@
 """Liveness, readiness and Prometheus metrics (no API key: probes and scrapers call these).
 
-``/readyz`` is 503 until the model is loaded and warmed up, then 200. A shared cache that is
+``/readyz`` is 503 until the model is loaded and warmed up, then 200. ``/healthz`` is 200 while
+the process runs, including while the model loads, and 503 once the model has failed to load
+(for good: the replica needs a restart), with the error in the body. A shared cache that is
 down does not make the replica unready (it still answers, from its local cache): the body says
 ``"cache": "degraded"`` and ``repvit_sam_cache_backend_up`` is 0.
 """
@@ -11,14 +13,21 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from ..deps import MetricsDep, ServiceDep
-from ..errors import NotReadyError
+from ..errors import ModelLoadError, NotReadyError
 from ..schemas import Health, Readiness, error_responses
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", response_model=Health, summary="The process is alive")
-async def healthz() -> Health:
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses=error_responses(503),
+    summary="The process is alive and its model has not failed to load",
+)
+async def healthz(service: ServiceDep) -> Health:
+    if service.load_error is not None:
+        raise ModelLoadError(service.load_error)
     return Health(status="ok")
 
 
@@ -29,8 +38,10 @@ async def healthz() -> Health:
     summary="The model is loaded and warmed up",
 )
 async def readyz(service: ServiceDep) -> Readiness:
+    if service.load_error is not None:
+        raise ModelLoadError(service.load_error)
     if not service.ready:
-        raise NotReadyError(service.load_error or "the model is still loading")
+        raise NotReadyError("the model is still loading")
     backend = service.cache.stats().backend
     if backend is None:
         return Readiness(status="ok", cache="local")

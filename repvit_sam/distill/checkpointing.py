@@ -25,23 +25,31 @@ logger = logging.getLogger(__name__)
 _NAME = re.compile(r"step_(\d+)\.pt$")
 
 
-def rng_state() -> dict:
-    """This process's random states (torch CPU and CUDA, Python, NumPy)."""
+def rng_state(device: torch.device | None = None) -> dict:
+    """This process's random states: torch's on the CPU and on ``device`` if it is a GPU,
+    Python's and NumPy's.
+
+    Only this process's GPU: a run resumed where fewer GPUs are visible must still load it.
+    """
     version, internal, gauss = random.getstate()
     np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state(device) if _is_cuda(device) else None,
         "python": [version, list(internal), gauss],
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
     }
 
 
-def set_rng_state(state: dict) -> None:
-    """Restores what ``rng_state`` returned."""
+def _is_cuda(device: torch.device | None) -> bool:
+    return device is not None and device.type == "cuda"
+
+
+def set_rng_state(state: dict, device: torch.device | None = None) -> None:
+    """Restores what ``rng_state`` returned, the GPU state onto ``device``."""
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if isinstance(state["cuda"], torch.Tensor) and _is_cuda(device):
+        torch.cuda.set_rng_state(state["cuda"], device)
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     name, key, *rest = state["numpy"]

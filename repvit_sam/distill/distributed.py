@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .. import build
 from ..errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -33,24 +34,25 @@ class DistEnv:
         return self.world_size > 1
 
 
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` is ``cuda:<local rank>`` where CUDA is available, else the CPU.
+def resolve_device(device: str, local_rank: int = 0, world_size: int = 1) -> torch.device:
+    """``"auto"`` is ``cuda:<local rank>`` where CUDA is available, else the CPU; ``"cuda"``
+    is ``cuda:<local rank>``.
 
     Raises:
-        InvalidInputError: Not a torch device, or CUDA requested where there is none.
+        InvalidInputError: Not a torch device, one this machine lacks, or a CUDA index given
+            to several processes (every rank would land on the same GPU).
     """
     if device == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise InvalidInputError(f"device {device!r} is not a torch device ({err})") from err
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InvalidInputError(f"device {device!r} requested but CUDA is not available here")
-        if resolved.index is None:
-            resolved = torch.device(f"cuda:{local_rank}")
-    return resolved
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    resolved = build.resolve_device(device)
+    if resolved.type != "cuda":
+        return resolved
+    if resolved.index is not None and world_size > 1:
+        raise InvalidInputError(
+            f"device {device!r} names one GPU for all {world_size} processes; under torchrun "
+            "pass 'cuda' or 'auto' and each process takes cuda:<LOCAL_RANK>"
+        )
+    return build.resolve_device(f"cuda:{local_rank if resolved.index is None else resolved.index}")
 
 
 def setup(device: str = "auto") -> DistEnv:
@@ -64,7 +66,7 @@ def setup(device: str = "auto") -> DistEnv:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    resolved = resolve_device(device, local_rank)
+    resolved = resolve_device(device, local_rank, world_size)
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
     owns_group = world_size > 1 and not dist.is_initialized()

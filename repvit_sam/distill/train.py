@@ -128,6 +128,8 @@ def _validate(config: TrainConfig) -> tuple[EmbeddingDataset, RepViTImageEncoder
             raise InvalidInputError(f"{name} must be >= 1, got {getattr(config, name)}")
     if config.lr <= 0 or config.warmup_steps < 0 or not 0 <= config.min_lr_ratio <= 1:
         raise InvalidInputError("need lr > 0, warmup_steps >= 0 and 0 <= min_lr_ratio <= 1")
+    if not 0 <= config.drop_path_rate < 1:
+        raise InvalidInputError(f"need 0 <= drop_path_rate < 1, got {config.drop_path_rate}")
     if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise InvalidInputError(
             "tensorboard=True needs the tensorboard package: pip install 'repvit-sam[distill]'"
@@ -137,7 +139,9 @@ def _validate(config: TrainConfig) -> tuple[EmbeddingDataset, RepViTImageEncoder
     image_size = int(manifest["image_size"])
     if image_size % variant.output_stride or image_size < 64:
         raise InvalidInputError(f"teacher image size {image_size} does not suit a RepViT student")
-    student = RepViTImageEncoder(dataclasses.replace(variant, img_size=image_size))
+    student = RepViTImageEncoder(
+        dataclasses.replace(variant, img_size=image_size), drop_path_rate=config.drop_path_rate
+    )
     expected = [variant.out_chans, student.config.embedding_size, student.config.embedding_size]
     if list(manifest["embedding_shape"]) != expected:
         raise InvalidInputError(
@@ -210,7 +214,7 @@ def _run(
         scheduler.load_state_dict(state["scheduler"])
         step = int(state["step"])
         if len(state["rng"]) == env.world_size:
-            restore_rng(state["rng"][env.rank])
+            restore_rng(state["rng"][env.rank], env.device)
         else:
             logger.warning("world size changed since the checkpoint: random streams reseeded")
             torch.manual_seed(config.seed + 7919 * env.rank + step)
@@ -301,12 +305,17 @@ def _run(
             if step % config.checkpoint_every == 0 or step == end:
                 _save(config, env, ckpt_dir, step, encoder, optimizer, scheduler)
     if env.is_main and step >= config.steps:
-        torch.save(encoder.state_dict(), config.output / "encoder.pt")
+        # On the CPU, so that a plain torch.load works on a machine without the GPU.
+        torch.save(_on_cpu(encoder.state_dict()), config.output / "encoder.pt")
         plot_loss_curve(config.output / "log.jsonl", config.output / "loss_curve.png")
         logger.info("finished %d steps; student encoder in %s", step, config.output / "encoder.pt")
     if log is not None:
         log.close()
     return TrainResult(step, last_loss, encoder, config.output)
+
+
+def _on_cpu(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key: value.detach().cpu() for key, value in state_dict.items()}
 
 
 def _average_buffers(encoder: nn.Module, env: distributed.DistEnv) -> None:
@@ -341,13 +350,13 @@ def _save(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> None:
     _average_buffers(encoder, env)
-    states = [rng_state()]
+    states = [rng_state(env.device)]
     if env.distributed:
         states = [None] * env.world_size
-        dist.all_gather_object(states, rng_state())
+        dist.all_gather_object(states, rng_state(env.device))
     if env.is_main:
         state = {
-            "model": encoder.state_dict(),
+            "model": _on_cpu(encoder.state_dict()),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "step": step,

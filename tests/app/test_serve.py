@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+import torch
 from pycocotools import mask as mask_utils
 from service_helpers import TEST_IMAGE_SIZE, TEST_VARIANT, encode, make_image
 
@@ -39,13 +40,17 @@ def test_serve_command_runs_the_service(checkpoint, tmp_path):
         server.stop()
 
 
-@pytest.mark.parametrize("case", ["missing", "other_variant"])
-def test_serve_fails_fast_with_one_clear_line_on_a_bad_checkpoint(checkpoint, tmp_path, case):
+@pytest.mark.parametrize("case", ["missing", "other_variant", "absent_device"])
+def test_serve_fails_fast_with_one_clear_line_on_bad_settings(checkpoint, tmp_path, case):
     path = tmp_path / "absent.pt" if case == "missing" else checkpoint
-    variant = TEST_VARIANT if case == "missing" else "m1_0"
+    variant = "m1_0" if case == "other_variant" else TEST_VARIANT
     env = {**os.environ, "REPVIT_SAM_IMAGE_SIZE": str(TEST_IMAGE_SIZE)}
     command = [sys.executable, "-m", "repvit_sam.cli", "serve", "--port", str(free_port())]
     command += ["--checkpoint", str(path), "--variant", variant]
+    if case == "absent_device":
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        command += ["--device", "cuda"]
     started = time.monotonic()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
@@ -53,5 +58,8 @@ def test_serve_fails_fast_with_one_clear_line_on_a_bad_checkpoint(checkpoint, tm
     assert "Uvicorn running" not in done.stderr  # refused before the server started
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("repvit-sam serve: error: ")
+    if case == "absent_device":
+        assert "device 'cuda' requested but CUDA is not available" in line
+        return
     expected = "checkpoint not found" if case == "missing" else "pass variant='m0_9'"
     assert expected in line and str(path) in line

@@ -10,10 +10,12 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 from service_helpers import encode, make_image, make_settings
 
 from app import create_app
 from app.cache import CacheEntry, MemoryCache
+from repvit_sam import CheckpointError
 
 pytestmark = pytest.mark.anyio
 
@@ -162,3 +164,30 @@ async def test_openapi_has_examples_for_every_endpoint(client):
             text = json.dumps(operation)
             assert "example" in text or "$ref" in text, (method, path)
     assert (await client.get("/docs")).status_code == 200
+
+
+def test_a_device_this_machine_lacks_is_a_settings_error(checkpoint):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValidationError, match="device") as caught:
+        make_settings(checkpoint, device="cuda:1")
+    assert "CUDA is not available" in str(caught.value)
+
+
+async def test_a_model_that_failed_to_load_fails_health_and_every_request(tmp_path):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    app = create_app(make_settings(broken, warmup=False))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as http,
+    ):
+        with pytest.raises(CheckpointError):
+            await app.state.load_task
+        for route in ("/healthz", "/readyz"):
+            answer = await http.get(route)
+            assert answer.status_code == 503, route
+            assert "failed to load" in answer.json()["detail"] and "broken.pt" in answer.text
+        embed = await http.post("/embed", files={"image": ("a.png", encode(make_image()))})
+        assert embed.status_code == 503 and "failed to load" in embed.json()["detail"]

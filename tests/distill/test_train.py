@@ -6,8 +6,14 @@ import pytest
 import torch
 from PIL import Image
 
+from repvit_sam import InvalidInputError
 from repvit_sam.distill import train
-from repvit_sam.distill.checkpointing import list_checkpoints, load_checkpoint
+from repvit_sam.distill.checkpointing import (
+    list_checkpoints,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+)
 from repvit_sam.distill.logs import read_log
 
 from .conftest import train_config
@@ -60,3 +66,18 @@ def test_tensorboard_writer(tmp_path, embeddings):
     pytest.importorskip("tensorboard")
     train(train_config(embeddings, tmp_path / "tb", steps=2, tensorboard=True))
     assert list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_drop_path_rate_reaches_the_student(tmp_path, embeddings):
+    result = train(train_config(embeddings, tmp_path / "dp", steps=1, drop_path_rate=0.2))
+    rates = [m.drop_path for m in result.encoder.modules() if hasattr(m, "drop_path")]
+    assert rates and rates[0] == 0.0 and rates[-1] == pytest.approx(0.2)
+    with pytest.raises(InvalidInputError, match="drop_path_rate"):
+        train(train_config(embeddings, tmp_path / "bad", steps=1, drop_path_rate=1.0))
+
+
+def test_rng_state_keeps_only_this_process_gpu():
+    state = rng_state(torch.device("cpu"))
+    assert state["cuda"] is None
+    # A checkpoint of an earlier version (every visible GPU's state in a list) still resumes.
+    set_rng_state({**state, "cuda": [torch.zeros(16, dtype=torch.uint8)]}, torch.device("cpu"))
