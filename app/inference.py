@@ -17,7 +17,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -53,19 +53,24 @@ T = TypeVar("T")
 DEADLINE_GRACE_SECONDS = 0.5
 
 
+# Float32 bytes of full-size mask logits drawn at once: B prompts x C candidates x H x W at 4
+# bytes would reach tens of GB for 64 boxes on a 50-megapixel image.
+MASK_DRAWING_BYTES = 256 << 20
+
+
 @dataclass(frozen=True)
 class Decoded:
-    """The decoder's answer for B prompts (B = 1 without boxes).
+    """The decoder's answer for B prompts (B = 1 without boxes), before drawing masks.
 
     Attributes:
-        masks: BxCxHxW bool masks at the original image size.
         scores: BxC predicted IoU.
         logits: BxCxSxS float32 low-res logits (S = 256 at 1024 input).
+        embedding: The image they belong to (its sizes place the masks).
     """
 
-    masks: np.ndarray
     scores: np.ndarray
     logits: np.ndarray
+    embedding: ImageEmbedding
 
 
 class InferenceService:
@@ -299,13 +304,32 @@ class InferenceService:
         predictor = self._require_predictor()
         started = time.perf_counter()
         with torch.inference_mode():
-            masks, scores, logits = predictor.predict(
-                points, labels, boxes, mask_input, multimask_output=multimask, embedding=embedding
+            _, scores, logits = predictor.predict(
+                points,
+                labels,
+                boxes,
+                mask_input,
+                multimask_output=multimask,
+                embedding=embedding,
+                upscale=False,
             )
         self.metrics.observe_model("decoder", time.perf_counter() - started)
         if boxes is None or len(boxes) == 1:
-            masks, scores, logits = masks[None], scores[None], logits[None]
-        return Decoded(masks, scores, logits.astype(np.float32, copy=False))
+            scores, logits = scores[None], logits[None]
+        return Decoded(scores, logits.astype(np.float32, copy=False), embedding)
+
+    def draw_masks(self, decoded: Decoded) -> Iterator[np.ndarray]:
+        """Each prompt's CxHxW bool masks at the original size, drawn a few prompts at a time
+        (within ``MASK_DRAWING_BYTES``), so that a request's full-size masks never all exist
+        at once. Meant for a worker thread: it does not hold the model thread."""
+        predictor = self._require_predictor()
+        prompts, candidates = decoded.scores.shape
+        height, width = decoded.embedding.original_size
+        step = max(1, MASK_DRAWING_BYTES // (4 * candidates * height * width))
+        for start in range(0, prompts, step):
+            logits = torch.from_numpy(decoded.logits[start : start + step])
+            masks = predictor.upscale_masks(logits.to(predictor.device), decoded.embedding)
+            yield from masks.cpu().numpy()
 
     # Logits ------------------------------------------------------------------------------------
 

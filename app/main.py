@@ -28,8 +28,17 @@ logger = logging.getLogger(__name__)
 _BODY_OVERHEAD = 1 << 20
 
 
+class _BodyTooLarge(Exception):
+    """Raised into the app from ``receive`` once a body outgrows the limit."""
+
+
 class ObserveMiddleware:
-    """Counts and times every request by route and status; refuses oversized bodies early."""
+    """Counts and times every request by route and status; refuses oversized bodies.
+
+    A ``Content-Length`` over the limit is refused before anything is read. A body without one
+    (chunked) is counted as it arrives and cut off at the limit: whatever the app makes of the
+    cut body is replaced by the same 413.
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
         self.app = app
@@ -42,19 +51,39 @@ class ObserveMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        received, too_large, responded = 0, False, False
+
+        async def limited_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    too_large = True
+                    raise _BodyTooLarge
+            return message
 
         async def observed_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
+            if too_large and not responded:
+                return  # the app's answer to a cut body; the 413 goes instead
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
             await send(message)
 
         try:
             length = dict(scope["headers"]).get(b"content-length", b"0")
-            if length.isdigit() and int(length) > self.max_body_bytes:
+            refuse = length.isdigit() and int(length) > self.max_body_bytes
+            if not refuse:
+                try:
+                    await self.app(scope, limited_receive, observed_send)
+                except Exception:
+                    if not too_large or responded:
+                        raise
+                refuse = too_large and not responded
+            if refuse:
+                too_large = False
                 await payload_too_large(self.max_body_bytes)(scope, receive, observed_send)
-            else:
-                await self.app(scope, receive, observed_send)
         finally:
             route = scope.get("route")
             self.metrics.observe_request(

@@ -228,6 +228,17 @@ class MasksRequest(EmbeddingRequest):
 
     _grid_limit = field_validator("points_per_side")(_at_most_setting)
 
+    @field_validator("crop_n_points_downscale_factor")
+    @classmethod
+    def _crop_grids_keep_a_point(cls, value: int, info: ValidationInfo) -> int:
+        points, layers = info.data.get("points_per_side"), info.data.get("crop_n_layers")
+        if points is not None and layers is not None and int(points / value**layers) < 1:
+            raise ValueError(
+                f"leaves crop layer {layers} no point per side (points_per_side {points} / "
+                f"{value}**{layers} < 1)"
+            )
+        return value
+
     def generator_params(self) -> dict[str, Any]:
         """The keyword arguments of ``repvit_sam.MaskGenerator``."""
         return self.model_dump(exclude={"embedding_id"})

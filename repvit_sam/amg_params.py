@@ -86,6 +86,16 @@ class AmgParams:
         for name in ("crop_n_layers", "min_mask_region_area"):
             value = getattr(self, name)
             _require(_is_int(value) and value >= 0, name, "an integer >= 0", value)
+        if self.points_per_side is not None:
+            # segment-anything's grid for crop layer i has points_per_side / factor**i points.
+            deepest = self.points_per_side / self.crop_n_points_downscale_factor**self.crop_n_layers
+            _require(
+                int(deepest) >= 1,
+                "crop_n_points_downscale_factor",
+                f"small enough to leave crop layer {self.crop_n_layers} at least one point per "
+                f"side (points_per_side {self.points_per_side} / factor**{self.crop_n_layers})",
+                self.crop_n_points_downscale_factor,
+            )
         for name in (
             "pred_iou_thresh",
             "stability_score_thresh",

@@ -25,7 +25,9 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> np.ndar
     Files and bytes are decoded by PIL with its decompression-bomb guard on, and their EXIF
     orientation is applied. Conversions: grayscale is replicated to three channels, palette
     images are expanded, the alpha channel of RGBA/LA images is dropped, 16-bit images are scaled
-    to 8 bits. Arrays may be HxW, HxWx1, HxWx3 or HxWx4, of dtype uint8, uint16 or bool.
+    to 8 bits, float images to 0..255 (from 0..1 where no value exceeds 1). Arrays may be HxW,
+    HxWx1, HxWx3 or HxWx4, of dtype uint8, uint16 (16-bit), another integer type holding 0..255,
+    or bool.
 
     Args:
         source: A path, encoded bytes (JPEG, PNG, WebP, TIFF, BMP...), a PIL image or an array.
@@ -69,7 +71,9 @@ def _decode(stream: io.BufferedIOBase, where: str, max_pixels: int | None) -> np
         raise ImageTooLargeError(f"{where} is too large to decode safely: {err}") from err
     except UnidentifiedImageError as err:
         raise InvalidImageError(f"{where} is not a recognised image format") from err
-    except (OSError, SyntaxError, ValueError) as err:
+    except MemoryError:
+        raise
+    except Exception as err:  # PIL plugins raise anything (NotImplementedError...) on corrupt files
         raise InvalidImageError(
             f"{where} could not be decoded (truncated or corrupt): {err}"
         ) from err
@@ -89,9 +93,13 @@ def _from_pil(image: Image.Image, max_pixels: int | None) -> np.ndarray:
     _check_pixels(image, max_pixels)
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        return _from_array(np.asarray(image).astype(np.uint16 if image.mode != "I" else np.int64))
+        # 32-bit "I" images hold 16-bit data (PNG, TIFF): read as such, like "I;16".
+        return _from_array(np.clip(np.asarray(image), 0, 65535).astype(np.uint16))
     if image.mode == "F":
-        return _from_array(np.clip(np.asarray(image), 0, 255).astype(np.uint8))
+        values = np.nan_to_num(np.asarray(image, dtype=np.float32))
+        # Float images hold 0..1 (most tools) or 0..255.
+        scale = 255.0 if values.size and values.max() <= 1.0 else 1.0
+        return _from_array(np.round(np.clip(values * scale, 0, 255)).astype(np.uint8))
     if image.mode != "RGB":
         image = image.convert("RGBA" if image.mode in ("P", "PA") else image.mode).convert("RGB")
     return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
@@ -113,11 +121,18 @@ def _from_array(array: np.ndarray) -> np.ndarray:
         array = array.astype(np.uint8) * 255
     elif array.dtype == np.uint16:
         array = np.round(array.astype(np.float32) / 257.0).astype(np.uint8)
-    elif array.dtype == np.int64 or array.dtype == np.int32:
-        array = np.round(np.clip(array, 0, 65535).astype(np.float32) / 257.0).astype(np.uint8)
+    elif array.dtype != np.uint8 and np.issubdtype(array.dtype, np.integer):
+        # np.array of Python ints is int64: 8-bit values, unless stated as uint16.
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 255:
+            raise InvalidImageError(
+                f"image array of dtype {array.dtype} must hold 8-bit values 0..255, got "
+                f"{low}..{high}; pass 16-bit images as uint16"
+            )
+        array = array.astype(np.uint8)
     elif array.dtype != np.uint8:
         raise InvalidImageError(
-            f"image array must have dtype uint8, uint16 or bool, got {array.dtype}; scale floats "
-            "to 0..255 and cast to uint8"
+            f"image array must have an integer dtype (uint8, uint16, int...) or bool, got "
+            f"{array.dtype}; scale floats to 0..255 and cast to uint8"
         )
     return np.ascontiguousarray(array)

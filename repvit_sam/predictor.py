@@ -84,11 +84,20 @@ class Predictor:
         if image_format not in ("RGB", "BGR"):
             raise InvalidInputError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
         check_rgb_image(image)
+        self._check_aspect_ratio(*image.shape[:2])
         if image_format != self.model.image_format:
             image = image[..., ::-1]
         resized = self.transform.apply_image(image)
         tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()
         return self.embed_torch(tensor[None], image.shape[:2])
+
+    def _check_aspect_ratio(self, height: int, width: int) -> None:
+        side = self.transform.target_length
+        if min(ResizeLongestSide.get_preprocess_shape(height, width, side)) < 1:
+            raise InvalidImageError(
+                f"image is {width}x{height}: resized to a longest side of {side} its short side "
+                f"would be 0 pixels (the long side may be at most {2 * side} times the short)"
+            )
 
     @torch.inference_mode()
     def embed_torch(
@@ -183,6 +192,7 @@ class Predictor:
         return_logits: bool = False,
         *,
         embedding: ImageEmbedding | None = None,
+        upscale: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predicts masks for prompts in pixels of the original image.
 
@@ -195,6 +205,8 @@ class Predictor:
             multimask_output: Return 3 candidate masks instead of 1.
             return_logits: Return logits instead of boolean masks.
             embedding: The image to predict on; defaults to the one set with ``set_image``.
+            upscale: False returns None for the masks: ``upscale_masks`` draws them from the
+                low-res logits later, a few prompts at a time for many prompts on a large image.
 
         Returns:
             masks (CxHxW, at the original size), scores (C) and low-res logits (Cx256x256), C
@@ -226,13 +238,11 @@ class Predictor:
             multimask_output,
             return_logits=return_logits,
             embedding=embedding,
+            upscale=upscale,
         )
-        arrays = tuple(
-            t.float().cpu().numpy() if t.is_floating_point() else t.cpu().numpy()
-            for t in (masks, scores, low_res)
-        )
+        arrays = tuple(_to_numpy(t) for t in (masks, scores, low_res))
         if num_prompts == 1:
-            arrays = tuple(a[0] for a in arrays)
+            arrays = tuple(None if a is None else a[0] for a in arrays)
         return arrays  # type: ignore[return-value]
 
     @torch.inference_mode()
@@ -246,6 +256,7 @@ class Predictor:
         return_logits: bool = False,
         *,
         embedding: ImageEmbedding | None = None,
+        upscale: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Predicts masks for prompts already transformed to the encoder's input frame.
 
@@ -257,6 +268,7 @@ class Predictor:
             multimask_output: Return 3 candidate masks instead of 1.
             return_logits: Return logits instead of boolean masks.
             embedding: The image to predict on; defaults to the one set with ``set_image``.
+            upscale: False returns None for the masks (see ``predict``).
 
         Returns:
             masks BxCxHxW (original size), scores BxC, low-res logits BxCx256x256.
@@ -269,12 +281,19 @@ class Predictor:
             low_res_masks, iou_predictions = self._decode(
                 embedding, points, boxes, mask_input, multimask_output
             )
+        masks = self.upscale_masks(low_res_masks, embedding, return_logits) if upscale else None
+        return masks, iou_predictions, low_res_masks  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def upscale_masks(
+        self, low_res_logits: torch.Tensor, embedding: ImageEmbedding, return_logits: bool = False
+    ) -> torch.Tensor:
+        """BxCxSxS low-res logits -> BxCxHxW masks at the original size of ``embedding``'s
+        image: bool, or logits with ``return_logits``."""
         masks = self.model.postprocess_masks(
-            low_res_masks, embedding.input_size, embedding.original_size
+            low_res_logits, embedding.input_size, embedding.original_size
         )
-        if not return_logits:
-            masks = masks > self.model.mask_threshold
-        return masks, iou_predictions, low_res_masks
+        return masks if return_logits else masks > self.model.mask_threshold
 
     def _decode(
         self,
@@ -318,3 +337,9 @@ class Predictor:
         if not isinstance(embedding, ImageEmbedding):
             raise TypeError(f"embedding must be an ImageEmbedding, got {type(embedding).__name__}")
         return embedding.to(self.device) if embedding.device != self.device else embedding
+
+
+def _to_numpy(t: torch.Tensor | None) -> np.ndarray | None:
+    if t is None:
+        return None
+    return (t.float() if t.is_floating_point() else t).cpu().numpy()

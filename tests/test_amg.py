@@ -138,3 +138,18 @@ def test_remove_small_regions_without_opencv():
     assert changed and not cleaned[16, 16] and cleaned[2:12, 2:12].all()
     _, changed = remove_small_regions(cleaned, 4, mode="islands")
     assert not changed
+
+
+@pytest.mark.parametrize(("points", "layers", "factor"), [(1, 1, 2), (4, 2, 4), (32, 1, 64)])
+def test_crop_layers_must_keep_a_point_per_side(model, points, layers, factor):
+    # segment-anything divides by zero on a crop layer grid of no points.
+    with pytest.raises(InvalidInputError, match="crop_n_points_downscale_factor"):
+        MaskGenerator(
+            model,
+            points_per_side=points,
+            crop_n_layers=layers,
+            crop_n_points_downscale_factor=factor,
+        )
+    MaskGenerator(
+        model, points_per_side=points, crop_n_layers=layers, crop_n_points_downscale_factor=1
+    )

@@ -49,6 +49,27 @@ def test_arrays(rgb_image):
     np.testing.assert_array_equal(load_image(np.dstack([rgb_image, rgb_image[..., :1]])), rgb_image)
     assert load_image(np.ones((4, 4), bool))[0, 0, 0] == 255
     assert load_image(np.full((4, 4, 3), 65535, np.uint16))[0, 0, 0] == 255
+    # np.array of Python ints is int64: 8-bit values, not 16-bit ones divided by 257.
+    np.testing.assert_array_equal(load_image(rgb_image.astype(np.int64)), rgb_image)
+    assert load_image(np.full((4, 4, 3), 200, np.int32))[0, 0, 0] == 200
+    for out_of_range in (300, -1):
+        with pytest.raises(InvalidImageError, match=r"8-bit values 0\.\.255.*uint16"):
+            load_image(np.full((4, 4, 3), out_of_range))
+
+
+@pytest.mark.parametrize("scale", [1.0, 255.0])
+def test_float_images_in_either_range(rgb_image, scale):
+    gray = rgb_image[..., 0].astype(np.float32) / 255.0 * scale
+    out = load_image(_encode(Image.fromarray(gray, mode="F"), "TIFF"))
+    np.testing.assert_array_equal(out[..., 0], rgb_image[..., 0])
+
+
+def test_decoder_errors_of_any_kind_are_invalid_images():
+    # A DDS file with its pixel-format flags zeroed: Pillow raises NotImplementedError.
+    dds = bytearray(_encode(Image.new("RGB", (8, 8)), "DDS"))
+    dds[80:84] = bytes(4)
+    with pytest.raises(InvalidImageError, match="could not be decoded"):
+        load_image(bytes(dds))
 
 
 def test_paths_and_pil(tmp_path, rgb_image):

@@ -93,6 +93,18 @@ def test_several_boxes_equal_one_call_per_box(predictors):
         assert (one[0] == masks[i]).mean() > 0.9999
 
 
+def test_masks_drawn_later_from_the_logits_are_the_same(predictors):
+    ours, _ = predictors
+    boxes = np.array([[10, 10, 60, 60], [5, 5, 120, 85]])
+    masks, scores, logits = ours.predict(box=boxes)
+    none, later_scores, later_logits = ours.predict(box=boxes, upscale=False)
+    assert none is None
+    np.testing.assert_array_equal(later_scores, scores)
+    np.testing.assert_array_equal(later_logits, logits)
+    drawn = ours.upscale_masks(torch.from_numpy(later_logits[1:]), ours.embedding)
+    np.testing.assert_array_equal(drawn.numpy(), masks[1:])
+
+
 def test_embedding_is_a_value(small_model, image, predictors):
     ours, _ = predictors
     predictor = Predictor(small_model)
@@ -176,6 +188,9 @@ def test_bad_prompts_are_clear_errors(predictors, prompt, message):
         (np.zeros((10, 10, 3), np.float32), "uint8"),
         (np.zeros((0, 10, 3), np.uint8), "empty"),
         ([[1, 2, 3]], "numpy array"),
+        # The small model resizes the longest side to 256: 513x1 would be 256x0.
+        (np.zeros((1, 513, 3), np.uint8), "513x1: .* short side would be 0 pixels"),
+        (np.zeros((513, 1, 3), np.uint8), "at most 512 times"),
     ],
 )
 def test_bad_images_are_clear_errors(small_model, bad_image, message):

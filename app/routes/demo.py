@@ -54,10 +54,14 @@ async def index() -> FileResponse:
 @router.get("/static/{path:path}", response_class=FileResponse)
 async def static(path: str) -> FileResponse:
     """Files under ``app/static`` with a known type; nothing outside that folder."""
-    file = (STATIC_DIR / path).resolve()
-    media_type = _MEDIA_TYPES.get(file.suffix)
-    if media_type is None or not file.is_relative_to(STATIC_DIR) or not file.is_file():
-        raise NotFoundError(f"no static file {path!r}")
+    try:
+        file = (STATIC_DIR / path).resolve()
+        found = file.is_relative_to(STATIC_DIR) and file.is_file()
+    except (ValueError, OSError):  # a NUL byte, a name too long for the file system
+        found = False
+    if not found or _MEDIA_TYPES.get(file.suffix) is None:
+        raise NotFoundError(f"no static file {path[:200]!r}")
+    media_type = _MEDIA_TYPES[file.suffix]
     return FileResponse(file, media_type=media_type, headers=_PAGE_HEADERS)
 
 

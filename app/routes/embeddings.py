@@ -25,6 +25,38 @@ NPY = "application/octet-stream"
 _NPY_RESPONSE = {200: {"content": {NPY: {}}, "description": "A .npy file (numpy.load reads it)."}}
 
 
+def _read_npy(body: bytes, side: int, max_prompts: int) -> np.ndarray:
+    """One .npy array of SxS, 1xSxS or Bx1xSxS numbers (1 <= B <= ``max_prompts``) as
+    Bx1xSxS; its header is checked before any data is read, so a header that claims a huge
+    shape costs nothing."""
+    stream = io.BytesIO(body)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
+        else:
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
+    except (ValueError, OSError, EOFError) as err:
+        raise InvalidInputError(f"logits: body is not a .npy array ({err})") from err
+    if dtype.kind not in "fiu":
+        raise InvalidInputError(f"logits: expected a numeric array, got dtype {dtype}")
+    forms = {2: (1, 1, *shape), 3: (1, *shape), 4: tuple(shape)}
+    full = forms.get(len(shape), ())
+    if len(full) != 4 or full[1:] != (1, side, side) or not 1 <= full[0] <= max_prompts:
+        raise InvalidInputError(
+            f"logits must be {side}x{side}, 1x{side}x{side} or Bx1x{side}x{side} with "
+            f"1 <= B <= {max_prompts}, got {tuple(shape)}"
+        )
+    count = int(np.prod(shape))
+    if len(body) - stream.tell() != count * dtype.itemsize:
+        raise InvalidInputError(
+            f"logits: the .npy data is {len(body) - stream.tell()} bytes, its header says "
+            f"{count * dtype.itemsize}"
+        )
+    array = np.frombuffer(body, dtype, count, offset=stream.tell())
+    return array.reshape(shape, order="F" if fortran_order else "C").reshape(full)
+
+
 def _npy(array: np.ndarray) -> bytes:
     stream = io.BytesIO()
     np.save(stream, array, allow_pickle=False)
@@ -85,21 +117,7 @@ async def get_logits(logits_id: IdPath, service: ServiceDep) -> Response:
 async def put_logits(request: Request, service: ServiceDep) -> LogitsResponse:
     """Accepts SxS, 1xSxS or Bx1xSxS float logits (S = 256 at 1024 input), one per prompt."""
     side = service.mask_input_size
-    try:
-        array = np.load(io.BytesIO(await request.body()), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise InvalidInputError(f"logits: body is not a .npy array ({err})") from err
-    if array.dtype.kind not in "fiu":
-        raise InvalidInputError(f"logits: expected a numeric array, got dtype {array.dtype}")
-    shape = array.shape
-    if array.ndim == 2:
-        array = array[None, None]
-    elif array.ndim == 3 and shape[0] == 1:
-        array = array[None]
-    if array.ndim != 4 or array.shape[1:] != (1, side, side):
-        raise InvalidInputError(
-            f"logits must be {side}x{side}, 1x{side}x{side} or Bx1x{side}x{side}, got {shape}"
-        )
+    array = _read_npy(await request.body(), side, service.settings.max_boxes)
     logits = array.astype(np.float32)
     if not np.isfinite(logits).all():
         raise InvalidInputError("logits contain NaN or infinite values")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -94,16 +95,17 @@ async def segment(request: Request, service: ServiceDep, settings: SettingsDep) 
         np.argmax(decoded.scores, axis=1).tolist(),
         embedding=embedding_id,
     )
-    masks = await asyncio.to_thread(_mask_results, decoded, body.format)
+    drawn = service.draw_masks(decoded)  # a generator: drawn in the worker thread
+    masks = await asyncio.to_thread(_mask_results, drawn, decoded, body.format)
     logger.debug("segment %s: %d prompts, %d masks", embedding_id, num_prompts, len(masks))
     return SegmentResponse(
         embedding_id=embedding_id, width=width, height=height, masks=masks, logits_id=logits_id
     )
 
 
-def _mask_results(decoded: Decoded, fmt: Any) -> list[MaskResult]:
+def _mask_results(drawn: Iterator[np.ndarray], decoded: Decoded, fmt: Any) -> list[MaskResult]:
     results = []
-    for prompt, (masks, scores) in enumerate(zip(decoded.masks, decoded.scores, strict=True)):
+    for prompt, (masks, scores) in enumerate(zip(drawn, decoded.scores, strict=True)):
         for mask, score in zip(masks, scores, strict=True):
             results.append(
                 MaskResult(

@@ -154,3 +154,33 @@ async def test_encoder_backend_setting(checkpoint, png, image, backend):
     features = np.load(io.BytesIO(response.content))
     reference = Predictor(build_repvit_sam(checkpoint, variant="m0_9", image_size=256))
     np.testing.assert_allclose(features, reference.embed(image).numpy(), atol=5e-3)
+
+
+def _chunks(body: bytes, size: int = 1 << 16):
+    """A body sent without Content-Length (chunked), as streaming clients send it."""
+
+    async def stream():
+        for start in range(0, len(body), size):
+            yield body[start : start + size]
+
+    return stream()
+
+
+@pytest.mark.parametrize("route", ["/segment", "/logits", "/embed"])
+async def test_chunked_bodies_are_counted_against_the_limit(client, embedding_id, route):
+    padding = b" " * 4_000_000  # over the test service's max_upload_bytes + framing
+    body = b'{"embedding_id": "%s", "points": [[5, 5]]' % embedding_id.encode() + padding + b"}"
+    headers = {"Content-Type": "application/json"}
+    if route == "/embed":
+        headers = {"Content-Type": "multipart/form-data; boundary=xyz"}
+        body = b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
+        body += padding + b"\r\n--xyz--\r\n"
+    elif route == "/logits":
+        headers = {"Content-Type": "application/octet-stream"}
+    response = await client.post(route, content=_chunks(body), headers=headers)
+    assert response.status_code == 413, response.text
+    assert "max_upload_bytes" in response.json()["detail"]
+    small = b'{"embedding_id": "%s", "points": [[5, 5]]}' % embedding_id.encode()
+    json_type = {"Content-Type": "application/json"}
+    fine = await client.post("/segment", content=_chunks(small, 7), headers=json_type)
+    assert fine.status_code == 200, fine.text

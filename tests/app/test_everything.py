@@ -151,6 +151,15 @@ async def test_bad_mask_parameters_are_422_naming_the_field(http, image_id, fiel
         assert "REPVIT_SAM_MAX_POINTS_PER_SIDE" in response.text
 
 
+async def test_crop_layers_without_points_are_422_naming_the_factor(http, png):
+    request = {"points_per_side": 1, "crop_n_layers": 1, "crop_n_points_downscale_factor": 2}
+    form = {"request": json.dumps(request)}
+    response = await http.post("/masks", files={"image": ("a.png", png)}, data=form)
+    assert response.status_code == 422, response.text
+    locs = [e["loc"] for e in response.json()["detail"]]
+    assert locs == [["body", "request", "crop_n_points_downscale_factor"]]
+
+
 async def test_crops_need_the_image_and_ids_must_exist(http, image_id, png):
     crops = await http.post("/masks", json={"embedding_id": image_id, "crop_n_layers": 1})
     assert crops.status_code == 422 and "crop_n_layers" in crops.json()["detail"]

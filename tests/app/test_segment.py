@@ -12,6 +12,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from service_helpers import TEST_IMAGE_SIZE, TEST_VARIANT
 
+from app import inference
 from repvit_sam import Predictor, build_repvit_sam
 
 pytestmark = pytest.mark.anyio
@@ -216,3 +217,64 @@ async def test_uploaded_logits(client, embedding_id):
     assert response.status_code == 422 and "logits" in response.json()["detail"]
     response = await client.post("/logits", content=b"garbage", headers=headers)
     assert response.status_code == 422 and "logits" in response.json()["detail"]
+
+
+def _npy(array: np.ndarray) -> bytes:
+    stream = io.BytesIO()
+    np.save(stream, array)
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["npz", "huge_header", "short_data", "trailing_bytes", "no_prompts", "too_many_prompts"],
+)
+async def test_uploaded_logits_are_one_npy_array_checked_before_reading(client, case):
+    side = 64  # the test model's low-res side
+    if case == "npz":
+        stream = io.BytesIO()
+        np.savez(stream, a=np.zeros((side, side), np.float32))
+        body = stream.getvalue()
+    elif case == "huge_header":
+        # 130 bytes claiming exabytes: refused from the header, before any allocation.
+        header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 1), np.float32))
+        header["shape"] = (99999999999, 1, side, side)
+        stream = io.BytesIO()
+        np.lib.format.write_array_header_1_0(stream, header)
+        body = stream.getvalue()
+    elif case == "short_data":
+        body = _npy(np.zeros((2, 1, side, side), np.float32))[:-4]
+    elif case == "trailing_bytes":
+        body = _npy(np.zeros((side, side), np.float32)) + b"junk"
+    else:
+        count = 0 if case == "no_prompts" else 9  # the test service allows 8
+        body = _npy(np.zeros((count, 1, side, side), np.float32))
+    headers = {"Content-Type": "application/octet-stream"}
+    response = await client.post("/logits", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    assert "logits" in response.json()["detail"]
+
+
+async def test_masks_are_drawn_a_few_prompts_at_a_time(app, client, embedding_id, monkeypatch):
+    body = {
+        "embedding_id": embedding_id,
+        "boxes": [[10, 10, 60, 60], [5, 5, 120, 85], [30, 20, 90, 70]],
+        "multimask": True,
+    }
+    whole = (await client.post("/segment", json=body)).json()
+    predictor = app.state.service.predictor
+    drawn = []
+    upscale = predictor.upscale_masks
+
+    def counted(logits, *args):
+        drawn.append(len(logits))
+        return upscale(logits, *args)
+
+    monkeypatch.setattr(predictor, "upscale_masks", counted)
+    monkeypatch.setattr(inference, "MASK_DRAWING_BYTES", 1)  # one prompt per step
+    piecewise = (await client.post("/segment", json=body)).json()
+    assert drawn == [1, 1, 1]
+    assert [m["segmentation"] for m in piecewise["masks"]] == [
+        m["segmentation"] for m in whole["masks"]
+    ]
+    assert len(whole["masks"]) == 9

@@ -39,7 +39,14 @@ async def test_page_and_its_modules_are_served_without_the_key(http: httpx.Async
 
 
 @pytest.mark.parametrize(
-    "path", ["/static/../routes/demo.py", "/static/%2e%2e/settings.py", "/static/nope.js"]
+    "path",
+    [
+        "/static/../routes/demo.py",
+        "/static/%2e%2e/settings.py",
+        "/static/nope.js",
+        "/static/%00.css",
+        "/static/" + "a" * 5000 + ".css",
+    ],
 )
 async def test_nothing_outside_the_static_files(http: httpx.AsyncClient, path: str) -> None:
     response = await http.get(path)
