@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from repvit_sam.build import resolve_device
+from repvit_sam.modeling import get_variant
 
 MiB = 1 << 20
 
@@ -100,6 +101,12 @@ class Settings(BaseSettings):
                 return None
             if not value.startswith(("redis://", "rediss://", "unix://")):
                 raise ValueError(f"expected redis://, rediss:// or unix:// URL, got {value!r}")
+        return value
+
+    @field_validator("variant")
+    @classmethod
+    def _check_variant(cls, value: str) -> str:
+        get_variant(value)
         return value
 
     @field_validator("device")

@@ -7,13 +7,14 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .cli_tasks import add_task_parsers, run_amg, run_edges, run_eval_edges
-from .errors import RepViTSAMError
+from .errors import InvalidInputError, RepViTSAMError
 
 logger = logging.getLogger(__name__)
 
@@ -191,53 +192,58 @@ def run_segment(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    # The service reads its settings from the environment; the app is imported by uvicorn so
-    # that this package never imports the app.
+    # The service reads its settings from the environment, the flags included.
     for name in ("host", "port", "checkpoint", "variant", "device"):
         if getattr(args, name) is not None:
             os.environ[f"REPVIT_SAM_{name.upper()}"] = str(getattr(args, name))
-    _check_serve_settings(os.environ)
-    host = os.environ.get("REPVIT_SAM_HOST", "127.0.0.1")
-    port = int(os.environ.get("REPVIT_SAM_PORT", "8000"))
+    settings = _check_serve_settings()
     # A server logs its lifecycle (model loaded, cache state) unless told to be quieter.
     logging.getLogger().setLevel(os.environ.get("REPVIT_SAM_LOG_LEVEL", "INFO").upper())
     # On SIGTERM uvicorn stops accepting, lets requests in flight finish (up to this long),
     # then runs the app's shutdown.
-    grace = float(os.environ.get("REPVIT_SAM_SHUTDOWN_TIMEOUT_SECONDS", "30"))
     uvicorn.run(
         "app.main:create_app",
         factory=True,
-        host=host,
-        port=port,
+        host=settings.host,
+        port=settings.port,
         log_level="info",
-        timeout_graceful_shutdown=grace,
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
     )
     return 0
 
 
-def _check_serve_settings(environ: Mapping[str, str]) -> None:
-    """Fails fast on a device this machine lacks or a missing or wrong
-    ``REPVIT_SAM_CHECKPOINT``, before the server starts.
-
-    The service would otherwise start and never become ready. Without a checkpoint the service
-    downloads (and verifies) the official weights itself.
+def _check_serve_settings() -> Any:
+    """The service's settings from the ``REPVIT_SAM_*`` environment, checked before the server
+    starts: a bad value, a device this machine lacks, or a missing or wrong
+    ``REPVIT_SAM_CHECKPOINT`` would otherwise start a server that never becomes ready.
+    Without a checkpoint the service downloads (and verifies) the official weights itself.
 
     Raises:
-        InvalidInputError: ``REPVIT_SAM_DEVICE`` is not a device of this machine.
+        InvalidInputError: A setting is invalid (the message names its variable).
         CheckpointError: The file is missing, unreadable or not of ``REPVIT_SAM_VARIANT``.
     """
-    from .build import build_repvit_sam, resolve_device
+    from pydantic import ValidationError
 
-    resolve_device(environ.get("REPVIT_SAM_DEVICE", "cpu").strip())
-    checkpoint = environ.get("REPVIT_SAM_CHECKPOINT", "").strip()
-    if not checkpoint:
-        return
-    image_size = environ.get("REPVIT_SAM_IMAGE_SIZE", "").strip()
-    build_repvit_sam(
-        Path(checkpoint),
-        variant=environ.get("REPVIT_SAM_VARIANT", "m2_3"),
-        image_size=int(image_size) if image_size else None,
-    )
+    from app.settings import Settings  # the service's own validation, imported only here
+
+    from .build import build_repvit_sam
+
+    try:
+        settings = Settings()
+    except ValidationError as err:
+        problems = "; ".join(
+            f"REPVIT_SAM_{'_'.join(str(part) for part in e['loc']).upper()}: {e['msg']}"
+            for e in err.errors()
+        )
+        raise InvalidInputError(problems) from None
+    level = os.environ.get("REPVIT_SAM_LOG_LEVEL", "INFO").upper()
+    if not isinstance(logging.getLevelName(level), int):
+        raise InvalidInputError(f"REPVIT_SAM_LOG_LEVEL: unknown level {level!r}")
+    if settings.checkpoint is not None:
+        build_repvit_sam(
+            settings.checkpoint, variant=settings.variant, image_size=settings.image_size
+        )
+    return settings
 
 
 def _add_distill_parser(sub: argparse._SubParsersAction) -> None:

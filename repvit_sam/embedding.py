@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import InvalidInputError
+
 
 @dataclass(frozen=True)
 class ImageEmbedding:
@@ -23,8 +25,15 @@ class ImageEmbedding:
     input_size: tuple[int, int]
 
     def __post_init__(self) -> None:
+        if not isinstance(self.features, torch.Tensor):
+            raise TypeError(
+                f"features must be a torch.Tensor (ImageEmbedding.from_numpy takes arrays), got "
+                f"{type(self.features).__name__}"
+            )
         if self.features.dim() != 4 or self.features.shape[0] != 1:
-            raise ValueError(f"features must be 1xCxHxW, got shape {tuple(self.features.shape)}")
+            raise InvalidInputError(
+                f"features must be 1xCxHxW, got shape {tuple(self.features.shape)}"
+            )
         object.__setattr__(self, "original_size", _pair(self.original_size, "original_size"))
         object.__setattr__(self, "input_size", _pair(self.input_size, "input_size"))
 
@@ -56,5 +65,5 @@ class ImageEmbedding:
 def _pair(value: tuple[int, int], name: str) -> tuple[int, int]:
     pair = tuple(int(v) for v in value)
     if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(f"{name} must be two positive integers (H, W), got {value!r}")
+        raise InvalidInputError(f"{name} must be two positive integers (H, W), got {value!r}")
     return pair  # type: ignore[return-value]

@@ -137,7 +137,7 @@ class Predictor:
 
     def set_embedding(self, embedding: ImageEmbedding) -> None:
         """Uses a precomputed (e.g. cached) embedding for later ``predict`` calls."""
-        self._embedding = embedding.to(self.device)
+        self._embedding = self._resolve(embedding)
 
     def reset_image(self) -> None:
         self._embedding = None
@@ -336,6 +336,19 @@ class Predictor:
             return self.embedding
         if not isinstance(embedding, ImageEmbedding):
             raise TypeError(f"embedding must be an ImageEmbedding, got {type(embedding).__name__}")
+        expected = (
+            1,
+            self.model.prompt_encoder.embed_dim,
+            *self.model.prompt_encoder.image_embedding_size,
+        )
+        if (
+            tuple(embedding.features.shape) != expected
+            or not embedding.features.is_floating_point()
+        ):
+            raise InvalidInputError(
+                f"embedding is {tuple(embedding.features.shape)} {embedding.features.dtype}, this "
+                f"model's are {expected} floats: it comes from another model or image size"
+            )
         return embedding.to(self.device) if embedding.device != self.device else embedding
 
 

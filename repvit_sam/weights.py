@@ -11,7 +11,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CheckpointError, WeightsDownloadError
+from .errors import CheckpointError, InvalidInputError, WeightsDownloadError
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ DEFAULT_WEIGHTS = "repvit_sam"
 
 def get_weights_spec(name: str) -> PretrainedWeights:
     if name not in WEIGHTS:
-        raise ValueError(f"unknown weights {name!r}; expected one of {sorted(WEIGHTS)}")
+        raise InvalidInputError(f"unknown weights {name!r}; expected one of {sorted(WEIGHTS)}")
     return WEIGHTS[name]
 
 

@@ -207,6 +207,18 @@ def test_embedding_of_wrong_type(predictors):
     ours, _ = predictors
     with pytest.raises(TypeError, match="ImageEmbedding"):
         ours.predict(box=[1, 1, 5, 5], embedding=np.zeros((1, 256, 16, 16)))
+    with pytest.raises(TypeError, match="ImageEmbedding"):
+        ours.set_embedding(torch.zeros(1, 256, 64, 64))
+    with pytest.raises(TypeError, match=r"torch\.Tensor"):
+        ImageEmbedding(np.zeros((1, 256, 64, 64), np.float32), (90, 130), (177, 256))
+
+
+@pytest.mark.parametrize("shape", [(1, 256, 64, 64), (1, 128, 16, 16)])  # model: 256x16x16
+def test_embedding_of_another_model_is_a_named_error(predictors, shape):
+    ours, _ = predictors
+    foreign = ImageEmbedding(torch.zeros(shape), (90, 130), (177, 256))
+    with pytest.raises(InvalidInputError, match="another model or image size"):
+        ours.predict(box=[1, 1, 5, 5], embedding=foreign)
 
 
 def test_reset_image(small_model, image):

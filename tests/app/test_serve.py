@@ -40,17 +40,34 @@ def test_serve_command_runs_the_service(checkpoint, tmp_path):
         server.stop()
 
 
-@pytest.mark.parametrize("case", ["missing", "other_variant", "absent_device"])
+BAD_SETTINGS = {
+    # case: (extra environment, expected words of the one error line)
+    "missing": ({}, "checkpoint not found"),
+    "other_variant": ({"REPVIT_SAM_VARIANT": "m1_0"}, "pass variant='m0_9'"),
+    "unknown_variant": ({"REPVIT_SAM_VARIANT": "m9_9"}, "unknown RepViT variant 'm9_9'"),
+    "absent_device": ({"REPVIT_SAM_DEVICE": "cuda"}, "CUDA is not available"),
+    "port": ({"REPVIT_SAM_PORT": "abc"}, "REPVIT_SAM_PORT: "),
+    "cache_url": ({"REPVIT_SAM_CACHE_URL": "http://x"}, "REPVIT_SAM_CACHE_URL: "),
+    "log_level": ({"REPVIT_SAM_LOG_LEVEL": "loud"}, "REPVIT_SAM_LOG_LEVEL: unknown level"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SETTINGS)
 def test_serve_fails_fast_with_one_clear_line_on_bad_settings(checkpoint, tmp_path, case):
+    if case == "absent_device" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    extra, expected = BAD_SETTINGS[case]
     path = tmp_path / "absent.pt" if case == "missing" else checkpoint
-    variant = "m1_0" if case == "other_variant" else TEST_VARIANT
-    env = {**os.environ, "REPVIT_SAM_IMAGE_SIZE": str(TEST_IMAGE_SIZE)}
-    command = [sys.executable, "-m", "repvit_sam.cli", "serve", "--port", str(free_port())]
-    command += ["--checkpoint", str(path), "--variant", variant]
-    if case == "absent_device":
-        if torch.cuda.is_available():
-            pytest.skip("this machine has CUDA")
-        command += ["--device", "cuda"]
+    env = {
+        **os.environ,
+        "REPVIT_SAM_IMAGE_SIZE": str(TEST_IMAGE_SIZE),
+        "REPVIT_SAM_VARIANT": TEST_VARIANT,
+        "REPVIT_SAM_CHECKPOINT": str(path),
+        **extra,
+    }
+    command = [sys.executable, "-m", "repvit_sam.cli", "serve"]
+    if case != "port":
+        command += ["--port", str(free_port())]
     started = time.monotonic()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
@@ -58,8 +75,6 @@ def test_serve_fails_fast_with_one_clear_line_on_bad_settings(checkpoint, tmp_pa
     assert "Uvicorn running" not in done.stderr  # refused before the server started
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("repvit-sam serve: error: ")
-    if case == "absent_device":
-        assert "device 'cuda' requested but CUDA is not available" in line
-        return
-    expected = "checkpoint not found" if case == "missing" else "pass variant='m0_9'"
-    assert expected in line and str(path) in line
+    assert expected in line, line
+    if case in ("missing", "other_variant"):
+        assert str(path) in line
