@@ -65,6 +65,17 @@ async def read_body(
             [{"loc": ("body", "request"), "msg": "must be a JSON string", "type": "string_type"}]
         )
     body = parse_body(model, raw, ("body", "request"), context)
+    if getattr(body, "embedding_id", None) is not None:
+        # The upload is the image: an id beside it would be silently ignored.
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("body", "request", "embedding_id"),
+                    "msg": "send either an uploaded image or an embedding_id, not both",
+                    "type": "value_error",
+                }
+            ]
+        )
     return body, await read_image(upload, settings)
 
 

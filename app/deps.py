@@ -45,7 +45,9 @@ def require_api_key(
     if settings.api_key is None:
         return
     expected = settings.api_key.get_secret_value().encode()
-    if api_key is None or not secrets.compare_digest(api_key.encode(), expected):
+    # Starlette decodes header bytes as latin-1: this recovers the bytes the client sent, so
+    # that a non-ASCII key sent as UTF-8 matches.
+    if api_key is None or not secrets.compare_digest(api_key.encode("latin-1"), expected):
         raise UnauthorizedError("missing or wrong X-API-Key header")
 
 

@@ -338,12 +338,24 @@ class InferenceService:
         meta = {**meta, "best": [int(b) for b in best]}
         await asyncio.to_thread(self.store.put_logits, key, logits, meta)
 
-    async def get_logits(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """The BxCxSxS logits under ``key`` and the Bx1xSxS mask input they give back."""
+    async def get_logits(
+        self, key: str, embedding_id: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The BxCxSxS logits under ``key`` and the Bx1xSxS mask input they give back.
+
+        Args:
+            embedding_id: The image they will refine: logits that /segment made for another
+                image are refused (uploaded ones belong to none and fit any).
+        """
         found = await asyncio.to_thread(self.store.get_logits, key)
         if found is None:
             raise NotFoundError(f"logits id {key!r} is unknown or was evicted")
         logits, meta = found
+        source = meta.get("embedding")
+        if embedding_id is not None and source is not None and source != embedding_id:
+            raise InvalidInputError(
+                f"mask_input_id {key!r} holds logits of image {source}, not of {embedding_id}"
+            )
         best = np.asarray(meta["best"], dtype=np.int64)
         return logits, logits[np.arange(len(best)), best][:, None]
 

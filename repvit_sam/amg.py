@@ -127,6 +127,8 @@ class MaskGenerator:
         crop_boxes, layer_idxs = generate_crop_boxes(
             orig_size, params.crop_n_layers, params.crop_overlap_ratio
         )
+        # On an image a few pixels wide some crop layers have crops 0 pixels wide; skip those.
+        crop_boxes, layer_idxs = _nonempty_crops(crop_boxes, layer_idxs)
         batches = [
             -(-len(self.point_grids[layer]) // params.points_per_batch) for layer in layer_idxs
         ]
@@ -351,3 +353,12 @@ def _remove_small_regions(
     out_boxes = boxes[keep].clone()
     out_boxes[changed] = new_boxes[keep][changed].to(out_boxes.dtype)
     return keep, stacked[keep], out_boxes
+
+
+def _nonempty_crops(boxes: list[list[int]], layers: list[int]) -> tuple[list[list[int]], list[int]]:
+    kept = [
+        (box, layer)
+        for box, layer in zip(boxes, layers, strict=True)
+        if box[2] > box[0] and box[3] > box[1]
+    ]
+    return [box for box, _ in kept], [layer for _, layer in kept]

@@ -214,11 +214,19 @@ class RepViTSAM:
         """
         embedding = self.embed(image)
         if points is not None and labels is None:
-            labels = np.ones(len(np.asarray(points, dtype=np.float64).reshape(-1, 2)), np.int64)
-        batched = boxes is not None and np.ndim(boxes) == 2
+            labels = np.ones(_as_numbers(points, "points", "Nx2 (X, Y)").size // 2, np.int64)
+        batched = boxes is not None and _as_numbers(boxes, "boxes", "4 or Bx4").ndim == 2
         masks, scores, logits = self.predictor.predict(
             points, labels, boxes, mask_input, multimask_output=multimask, embedding=embedding
         )
         if batched and masks.ndim == 3:
             masks, scores, logits = masks[None], scores[None], logits[None]
         return Prediction(masks=masks, scores=scores, low_res_logits=logits)
+
+
+def _as_numbers(value: Any, name: str, shape: str) -> np.ndarray:
+    """``value`` as a float array, or an ``InvalidInputError`` naming the argument."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError) as err:
+        raise InvalidInputError(f"{name} must be {shape} numbers, got {value!r:.100}") from err

@@ -113,6 +113,21 @@ def test_bad_prompt_names_argument(sam, rgb_image):
         sam.predict(rgb_image, boxes=[10, 10, 5, 5])
 
 
+@pytest.mark.parametrize(
+    ("prompt", "name"),
+    [
+        ({"points": [[1, 2], [3]]}, "points"),
+        ({"points": [[1, 2, 3]]}, "point_coords"),
+        ({"points": "abc"}, "points"),
+        ({"points": {"x": 1}}, "points"),
+        ({"boxes": [[1, 2, 3, 4], [1, 2]]}, "boxes"),
+    ],
+)
+def test_malformed_prompts_without_labels_name_the_argument(sam, rgb_image, prompt, name):
+    with pytest.raises(InvalidInputError, match=name):
+        sam.predict(rgb_image, **prompt)
+
+
 def test_from_pretrained_uses_the_cache(tmp_path, small_model, monkeypatch, rgb_image):
     import torch
 

@@ -74,7 +74,7 @@ async def segment(request: Request, service: ServiceDep, settings: SettingsDep) 
     num_prompts = max(len(body.boxes), 1)
     mask_input = None
     if body.mask_input_id is not None:
-        _, mask_input = await service.get_logits(body.mask_input_id)
+        _, mask_input = await service.get_logits(body.mask_input_id, embedding_id)
         if mask_input.shape[0] not in (1, num_prompts):
             raise InvalidInputError(
                 f"mask_input_id holds logits for {mask_input.shape[0]} prompts, this request "

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
-from service_helpers import TEST_IMAGE_SIZE, TEST_VARIANT
+from service_helpers import TEST_IMAGE_SIZE, TEST_VARIANT, encode, make_image
 
 from app import inference
 from repvit_sam import Predictor, build_repvit_sam
@@ -278,3 +278,25 @@ async def test_masks_are_drawn_a_few_prompts_at_a_time(app, client, embedding_id
         m["segmentation"] for m in whole["masks"]
     ]
     assert len(whole["masks"]) == 9
+
+
+async def test_mask_input_of_another_image_is_refused(client, embedding_id):
+    other = await client.post("/embed", files={"image": ("b.png", encode(make_image(seed=5)))})
+    other_id = other.json()["embedding_id"]
+    assert other_id != embedding_id
+    first = await client.post("/segment", json={"embedding_id": embedding_id, "points": [[5, 5]]})
+    logits_id = first.json()["logits_id"]
+    refine = {"points": [[5, 5]], "mask_input_id": logits_id}
+    same = await client.post("/segment", json={"embedding_id": embedding_id, **refine})
+    assert same.status_code == 200
+    response = await client.post("/segment", json={"embedding_id": other_id, **refine})
+    assert response.status_code == 422
+    assert "mask_input_id" in response.json()["detail"] and embedding_id in response.text
+
+
+async def test_an_upload_and_an_embedding_id_together_are_refused(client, embedding_id):
+    form = {"request": json.dumps({"embedding_id": embedding_id, "points": [[5, 5]]})}
+    files = {"image": ("a.png", encode(make_image()))}
+    response = await client.post("/segment", files=files, data=form)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "request", "embedding_id"]

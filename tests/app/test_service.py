@@ -191,3 +191,14 @@ async def test_a_model_that_failed_to_load_fails_health_and_every_request(tmp_pa
             assert "failed to load" in answer.json()["detail"] and "broken.pt" in answer.text
         embed = await http.post("/embed", files={"image": ("a.png", encode(make_image()))})
         assert embed.status_code == 503 and "failed to load" in embed.json()["detail"]
+
+
+async def test_a_non_ascii_api_key_matches_when_sent_as_utf8(checkpoint):
+    app = create_app(make_settings(checkpoint, api_key="sëcret", warmup=False))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        path = "/embeddings/" + "f" * 32  # past the key check: 404, not 401
+        right = await http.get(path, headers={"X-API-Key": "sëcret".encode()})
+        assert right.status_code == 404, right.text
+        wrong = await http.get(path, headers={"X-API-Key": "secret"})
+        assert wrong.status_code == 401
