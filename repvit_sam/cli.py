@@ -167,6 +167,8 @@ def run_segment(args: argparse.Namespace) -> int:
 
     if not args.point and not args.box:
         raise SystemExit("segment: give at least one --point or --box")
+    for flag, path in (("--output", args.output), ("--overlay", args.overlay)):
+        _check_image_path(flag, path)
     image = load_image(args.image)
     sam = load_sam(args)
     points = [(x, y) for x, y, _ in args.point] or None
@@ -295,6 +297,18 @@ def run_eval_edges_command(args: argparse.Namespace) -> int:
     return run_eval_edges(args, load_sam)
 
 
+def _check_image_path(flag: str, path: Path | None) -> None:
+    """Refuses, before the model runs, an output the image writer would refuse after it."""
+    from PIL import Image
+
+    if path is None:
+        return
+    if path.is_dir():
+        raise InvalidInputError(f"{flag} {path} is a folder; give a file name such as mask.png")
+    if path.suffix.lower() not in Image.registered_extensions():
+        raise InvalidInputError(f"{flag} {path}: unknown image extension; use .png")
+
+
 def _mask_paths(output: Path, count: int) -> list[Path]:
     if count == 1:
         return [output]
@@ -309,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return COMMANDS[args.command](args)
-    except (RepViTSAMError, FileNotFoundError) as err:
+    except (RepViTSAMError, OSError) as err:  # OSError: files missing, existing, unwritable
         print(f"repvit-sam {args.command}: error: {err}", file=sys.stderr)
         return 2
 

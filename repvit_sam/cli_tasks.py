@@ -66,7 +66,7 @@ def add_task_parsers(
         "--predictions", type=Path, help="folder of NAME.png edge maps (default: run the model)"
     )
     evaluate.add_argument("--thresholds", type=int, default=99, help="thresholds (99)")
-    evaluate.add_argument("--limit", type=int, help="evaluate only the first N images")
+    evaluate.add_argument("--limit", type=_positive_int, help="evaluate only the first N images")
     add_model_options(evaluate)
 
 
@@ -225,3 +225,10 @@ def run_eval_edges(args: argparse.Namespace, load_sam: Callable) -> int:
 
     print(json.dumps(summarize(counts, thresholds).as_dict()))
     return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

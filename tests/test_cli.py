@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -159,3 +160,39 @@ def test_segment_with_backend(tmp_path, image_path, small_checkpoint, backend):
         ]
     )
     assert code == 0 and out.is_file()
+
+
+@pytest.mark.parametrize(
+    ("flag", "name", "message"),
+    [
+        ("-o", "mask.xyz", "--output .*mask.xyz: unknown image extension"),
+        ("--overlay", "over.xyz", "--overlay .*over.xyz: unknown image extension"),
+        ("-o", "", "is a folder"),
+    ],
+)
+def test_unwritable_outputs_are_refused_before_the_model_runs(
+    image_path, tmp_path, small_checkpoint, capsys, flag, name, message
+):
+    outputs = {"-o": str(tmp_path / "o.png"), flag: str(tmp_path / name)}
+    args = ["segment", str(image_path), "--point", "5,5", *_model_args(small_checkpoint)]
+    for option, path in outputs.items():
+        args += [option, path]
+    assert main(args) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert re.search(message, line), line
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_an_existing_amg_output_file_is_one_clear_line(
+    image_path, tmp_path, small_checkpoint, capsys
+):
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    assert main(["amg", str(image_path), str(taken), *_model_args(small_checkpoint)]) == 2
+    assert capsys.readouterr().err.startswith("repvit-sam amg: error: ")
+
+
+def test_eval_edges_limit_must_be_positive(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval-edges", str(tmp_path), "--limit", "-1"])
+    assert exit_.value.code == 2 and "--limit" in capsys.readouterr().err
