@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,6 +140,10 @@ class MaskGenerator:
             for box, layer in zip(crop_boxes, layer_idxs, strict=True)
         ]
         iou, stability, boxes, points, crop_index, mask_index = self._merge(crops)
+        if params.min_mask_region_area == 0 and params.output_mode != "binary_mask":
+            # RLE out: encode each chunk as it is drawn, never holding every full-size mask.
+            encoded = self._draw_encoded(crops, crop_index, mask_index, orig_size)
+            return self._records(encoded, iou, stability, boxes, points, crop_index, crops)
         masks = self._draw(crops, crop_index, mask_index, orig_size)
         if params.min_mask_region_area > 0:
             keep, masks, boxes = _remove_small_regions(
@@ -153,7 +158,8 @@ class MaskGenerator:
                 points[keep],
                 crop_index[keep],
             )
-        return self._records(masks, iou, stability, boxes, points, crop_index, crops)
+        encoded = self._encode(masks)
+        return self._records(encoded, iou, stability, boxes, points, crop_index, crops)
 
     # Stages ----------------------------------------------------------------------------------
 
@@ -270,6 +276,21 @@ class MaskGenerator:
             crop_index, mask_index = crop_index[keep], mask_index[keep]
         return iou, stability, boxes, points, crop_index, mask_index
 
+    def _drawn_chunks(
+        self,
+        crops: list[_Crop],
+        crop_index: torch.Tensor,
+        mask_index: torch.Tensor,
+        orig_size: tuple[int, int],
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(rows, their MxHxW bool masks at the original size), ``upsample_batch`` at a time."""
+        threshold = self.model.mask_threshold
+        for c, crop in enumerate(crops):
+            rows = (crop_index == c).nonzero()[:, 0]
+            for (chunk,) in batch_iterator(self.params.upsample_batch, rows):
+                drawn = crop.resize(crop.logits[mask_index[chunk]]) > threshold
+                yield chunk, uncrop_masks(drawn, crop.box, *orig_size).cpu()
+
     def _draw(
         self,
         crops: list[_Crop],
@@ -279,17 +300,38 @@ class MaskGenerator:
     ) -> torch.Tensor:
         """KxHxW bool masks at the original size for the kept masks."""
         masks = torch.zeros((len(crop_index), *orig_size), dtype=torch.bool)
-        threshold = self.model.mask_threshold
-        for c, crop in enumerate(crops):
-            rows = (crop_index == c).nonzero()[:, 0]
-            for (chunk,) in batch_iterator(self.params.upsample_batch, rows):
-                drawn = crop.resize(crop.logits[mask_index[chunk]]) > threshold
-                masks[chunk] = uncrop_masks(drawn, crop.box, *orig_size).cpu()
+        for chunk, drawn in self._drawn_chunks(crops, crop_index, mask_index, orig_size):
+            masks[chunk] = drawn
         return masks
+
+    def _draw_encoded(
+        self,
+        crops: list[_Crop],
+        crop_index: torch.Tensor,
+        mask_index: torch.Tensor,
+        orig_size: tuple[int, int],
+    ) -> list[tuple[Any, int]]:
+        """(segmentation, area) of the kept masks, encoded chunk by chunk as they are drawn."""
+        encoded: list[tuple[Any, int]] = [(None, 0)] * len(crop_index)
+        for chunk, drawn in self._drawn_chunks(crops, crop_index, mask_index, orig_size):
+            for row, item in zip(chunk.tolist(), self._encode(drawn), strict=True):
+                encoded[row] = item
+        return encoded
+
+    def _encode(self, masks: torch.Tensor) -> list[tuple[Any, int]]:
+        """(segmentation in ``output_mode``, area) of each of KxHxW bool masks."""
+        mode = self.params.output_mode
+        areas = masks.flatten(1).sum(dim=1).tolist()
+        if mode == "binary_mask":
+            return [(mask.numpy(), area) for mask, area in zip(masks, areas, strict=True)]
+        rles = mask_to_rle_pytorch(masks)
+        if mode == "coco_rle":
+            rles = [coco_encode_rle(rle) for rle in rles]
+        return list(zip(rles, areas, strict=True))
 
     def _records(
         self,
-        masks: torch.Tensor,
+        encoded: list[tuple[Any, int]],
         iou: torch.Tensor,
         stability: torch.Tensor,
         boxes: torch.Tensor,
@@ -297,19 +339,13 @@ class MaskGenerator:
         crop_index: torch.Tensor,
         crops: list[_Crop],
     ) -> list[dict[str, Any]]:
-        mode = self.params.output_mode
-        rles = mask_to_rle_pytorch(masks) if mode != "binary_mask" else None
         records = []
-        for i in range(len(masks)):
-            if rles is None:
-                segmentation: Any = masks[i].numpy()
-            else:
-                segmentation = coco_encode_rle(rles[i]) if mode == "coco_rle" else rles[i]
+        for i, (segmentation, area) in enumerate(encoded):
             crop_box = torch.as_tensor(crops[int(crop_index[i])].box)
             records.append(
                 {
                     "segmentation": segmentation,
-                    "area": int(masks[i].sum()),
+                    "area": int(area),
                     "bbox": box_xyxy_to_xywh(boxes[i].numpy()).tolist(),
                     "predicted_iou": iou[i].item(),
                     "point_coords": [points[i].numpy().tolist()],

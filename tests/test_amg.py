@@ -75,12 +75,14 @@ def test_rle_output_modes(model):
     image = skimage.data.coffee()[::2, ::2].copy()
     params = {"points_per_side": 4, **LOW_FILTERS}
     binary = MaskGenerator(model, **params).generate(image)
-    rle = MaskGenerator(model, output_mode="uncompressed_rle", **params).generate(image)
-    coco = MaskGenerator(model, output_mode="coco_rle", **params).generate(image)
+    # RLE modes encode each chunk of upsample_batch masks as it is drawn: several chunks here.
+    rle = MaskGenerator(model, output_mode="uncompressed_rle", upsample_batch=3, **params)
+    rle = rle.generate(image)
+    coco = MaskGenerator(model, output_mode="coco_rle", upsample_batch=2, **params).generate(image)
     from pycocotools import mask as mask_utils
     from segment_anything.utils.amg import rle_to_mask
 
-    assert binary and len(binary) == len(rle) == len(coco)
+    assert len(binary) > 3 and len(binary) == len(rle) == len(coco)
     for b, r, c in zip(binary, rle, coco, strict=True):
         np.testing.assert_array_equal(rle_to_mask(r["segmentation"]), b["segmentation"])
         np.testing.assert_array_equal(mask_utils.decode(c["segmentation"]) > 0, b["segmentation"])
