@@ -17,16 +17,17 @@ def _require(ok: bool, name: str, expected: str, value: object) -> None:
         raise InvalidInputError(f"{name} must be {expected}, got {value!r}")
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
-    return (
-        isinstance(value, (int, float, np.integer, np.floating))
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
+def is_number(value: object) -> bool:
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int beyond float's range
+        return False
 
 
 @dataclass(frozen=True)
@@ -75,17 +76,17 @@ class AmgParams:
             )
         if self.points_per_side is not None:
             _require(
-                _is_int(self.points_per_side) and self.points_per_side >= 1,
+                is_int(self.points_per_side) and self.points_per_side >= 1,
                 "points_per_side",
                 "a positive integer",
                 self.points_per_side,
             )
         for name in ("points_per_batch", "crop_n_points_downscale_factor", "upsample_batch"):
             value = getattr(self, name)
-            _require(_is_int(value) and value >= 1, name, "a positive integer", value)
+            _require(is_int(value) and value >= 1, name, "a positive integer", value)
         for name in ("crop_n_layers", "min_mask_region_area"):
             value = getattr(self, name)
-            _require(_is_int(value) and value >= 0, name, "an integer >= 0", value)
+            _require(is_int(value) and value >= 0, name, "an integer >= 0", value)
         if self.points_per_side is not None:
             # segment-anything's grid for crop layer i has points_per_side / factor**i points.
             deepest = self.points_per_side / self.crop_n_points_downscale_factor**self.crop_n_layers
@@ -103,15 +104,15 @@ class AmgParams:
             "crop_nms_thresh",
         ):
             value = getattr(self, name)
-            _require(_is_number(value) and 0 <= value <= 1, name, "a number in [0, 1]", value)
+            _require(is_number(value) and 0 <= value <= 1, name, "a number in [0, 1]", value)
         _require(
-            _is_number(self.stability_score_offset) and self.stability_score_offset > 0,
+            is_number(self.stability_score_offset) and self.stability_score_offset > 0,
             "stability_score_offset",
             "a positive number",
             self.stability_score_offset,
         )
         _require(
-            _is_number(self.crop_overlap_ratio) and 0 <= self.crop_overlap_ratio < 1,
+            is_number(self.crop_overlap_ratio) and 0 <= self.crop_overlap_ratio < 1,
             "crop_overlap_ratio",
             "a number in [0, 1)",
             self.crop_overlap_ratio,

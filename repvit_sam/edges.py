@@ -22,6 +22,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.amg import batch_iterator, batched_mask_to_box, build_point_grid
 from torchvision.ops.boxes import batched_nms
 
+from .amg_params import is_int, is_number
 from .embedding import ImageEmbedding
 from .errors import InvalidInputError
 from .postprocess import SeparableResize
@@ -44,7 +45,7 @@ class EdgeAccumulator:
     def __init__(
         self, size: tuple[int, int], mask_threshold: float = 0.0, boundary_width: int = 1
     ) -> None:
-        if not isinstance(boundary_width, int) or boundary_width < 1:
+        if not is_int(boundary_width) or boundary_width < 1:
             raise InvalidInputError(
                 f"boundary_width must be a positive integer, got {boundary_width!r}"
             )
@@ -209,9 +210,9 @@ class EdgeDetector:
             ("chunk_size", chunk_size),
             ("boundary_width", boundary_width),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_int(value) or value < 1:
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(nms_thresh, (int, float)) or not 0 <= nms_thresh <= 1:
+        if not is_number(nms_thresh) or not 0 <= nms_thresh <= 1:
             raise InvalidInputError(f"nms_thresh must be a number in [0, 1], got {nms_thresh!r}")
         self.model = model
         self.predictor = Predictor(model)

@@ -107,6 +107,7 @@ def test_progress_cancel_and_deadline(model):
         ("points_per_side", 0),
         ("points_per_batch", -1),
         ("pred_iou_thresh", 1.5),
+        ("pred_iou_thresh", 10**400),  # beyond float: no OverflowError
         ("stability_score_thresh", float("nan")),
         ("stability_score_offset", 0.0),
         ("box_nms_thresh", "high"),

@@ -119,11 +119,23 @@ def test_detector_end_to_end(model):
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("points_per_side", 0), ("nms_thresh", 2.0), ("boundary_width", 0)]
+    ("name", "value"),
+    [
+        ("points_per_side", 0),
+        ("points_per_side", True),
+        ("nms_thresh", 2.0),
+        ("nms_thresh", True),
+        ("boundary_width", 0),
+    ],
 )
 def test_detector_rejects_bad_parameters(model, name, value):
     with pytest.raises(InvalidInputError, match=name):
         EdgeDetector(model, **{name: value})
+
+
+def test_detector_takes_numpy_numbers_as_the_mask_generator_does(model):
+    detector = EdgeDetector(model, points_per_side=np.int64(4), nms_thresh=np.float32(0.5))
+    assert detector.points_per_side == 4 and detector.nms_thresh == 0.5
 
 
 def test_amg_and_edges_commands(model, tmp_path, monkeypatch, capsys):
