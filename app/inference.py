@@ -381,7 +381,7 @@ class InferenceService:
         records = await self.run_task(
             self._whole_image_task,
             "masks",
-            lambda model: MaskGenerator(model, **coco_params).generate,
+            lambda p: MaskGenerator(p.model, encoder=p.encoder, **coco_params).generate,
             embedding,
             pixels,
         )
@@ -395,7 +395,7 @@ class InferenceService:
         return await self.run_task(
             self._whole_image_task,
             "edges",
-            lambda model: EdgeDetector(model, **params).detect,
+            lambda p: EdgeDetector(p.model, encoder=p.encoder, **params).detect,
             embedding,
             pixels,
         )
@@ -403,21 +403,21 @@ class InferenceService:
     def _whole_image_task(
         self,
         metric: str,
-        make_task: Callable[[Any], Callable[..., T]],
+        make_task: Callable[[Predictor], Callable[..., T]],
         embedding: ImageEmbedding,
         pixels: np.ndarray | None,
         *,
         deadline: float,
         cancel: Callable[[], bool],
     ) -> T:
-        """Runs ``make_task(model)`` on the whole image and records its time as ``metric``.
+        """Runs ``make_task(predictor)`` on the whole image and records its time as ``metric``.
 
         The task is called as ``task(image, embedding=..., deadline=..., cancel=...)``;
         ``make_task`` builds the tool here, on the model thread, where its work runs.
         """
         predictor = self._require_predictor()
         started = time.perf_counter()
-        task = make_task(predictor.model)
+        task = make_task(predictor)
         result = task(
             _image_or_stand_in(embedding, pixels),
             embedding=embedding,

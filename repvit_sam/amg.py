@@ -40,6 +40,7 @@ from segment_anything.utils.amg import (
 from torchvision.ops.boxes import batched_nms, box_area
 
 from .amg_params import AmgParams
+from .backends import Encoder
 from .embedding import ImageEmbedding
 from .modeling.batched_decoder import ImageContext
 from .postprocess import SeparableResize
@@ -74,15 +75,18 @@ class MaskGenerator:
             crop_n_points_downscale_factor (1), point_grids (None), min_mask_region_area (0,
             uses scipy instead of OpenCV), output_mode ("binary_mask", "uncompressed_rle" or
             "coco_rle"); and upsample_batch (16), how many prompts' masks are upscaled at once.
+        encoder: The image encoder backend (``repvit_sam.backends.make_encoder``) for the
+            image and its crops; the model's own by default. Pass the one that made an
+            ``embedding`` given to ``generate``, so that crops are encoded alike.
 
     Raises:
         InvalidInputError: A parameter is out of range; the message names it.
     """
 
-    def __init__(self, model: Sam, **params: Any) -> None:
+    def __init__(self, model: Sam, *, encoder: Encoder | None = None, **params: Any) -> None:
         self.params = AmgParams(**params)
         self.model = model
-        self.predictor = Predictor(model)
+        self.predictor = Predictor(model, encoder=encoder)
         self.point_grids = self.params.point_grids or build_all_layer_point_grids(
             self.params.points_per_side,
             self.params.crop_n_layers,

@@ -107,7 +107,7 @@ def run_amg(args: argparse.Namespace, load_sam: Callable) -> int:
     params["output_mode"] = "coco_rle" if args.json else "binary_mask"
     paths = _images(args.input)
     sam = load_sam(args)
-    generator = MaskGenerator(sam.model, **params)
+    generator = MaskGenerator(sam.model, encoder=sam.predictor.encoder, **params)
     args.output.mkdir(parents=True, exist_ok=True)
     for path, report in _progress_bars(paths, "amg"):
         image = load_image(path)
@@ -205,7 +205,8 @@ def run_eval_edges(args: argparse.Namespace, load_sam: Callable) -> int:
     if args.predictions is None:
         from .edges import EdgeDetector
 
-        detector = EdgeDetector(load_sam(args).model)
+        sam = load_sam(args)
+        detector = EdgeDetector(sam.model, encoder=sam.predictor.encoder)
     from tqdm import tqdm
 
     counts = []

@@ -23,6 +23,7 @@ from segment_anything.utils.amg import batch_iterator, batched_mask_to_box, buil
 from torchvision.ops.boxes import batched_nms
 
 from .amg_params import is_int, is_number
+from .backends import Encoder
 from .embedding import ImageEmbedding
 from .errors import InvalidInputError
 from .postprocess import SeparableResize
@@ -192,12 +193,15 @@ class EdgeDetector:
         nms_thresh: Box IoU above which duplicate masks are removed (0.7 in the paper).
         boundary_width: See ``EdgeAccumulator``.
         chunk_size: Masks resized to the image's size at once (memory bound).
+        encoder: The image encoder backend (``repvit_sam.backends.make_encoder``) for images
+            given without an embedding; the model's own by default.
     """
 
     def __init__(
         self,
         model: Sam,
         *,
+        encoder: Encoder | None = None,
         points_per_side: int = 16,
         points_per_batch: int = 64,
         nms_thresh: float = 0.7,
@@ -215,7 +219,7 @@ class EdgeDetector:
         if not is_number(nms_thresh) or not 0 <= nms_thresh <= 1:
             raise InvalidInputError(f"nms_thresh must be a number in [0, 1], got {nms_thresh!r}")
         self.model = model
-        self.predictor = Predictor(model)
+        self.predictor = Predictor(model, encoder=encoder)
         self.points_per_side = points_per_side
         self.points_per_batch = points_per_batch
         self.nms_thresh = float(nms_thresh)

@@ -164,3 +164,17 @@ def test_crop_layers_on_images_a_few_pixels_wide(model, shape):
     generator = MaskGenerator(model, points_per_side=2, crop_n_layers=1, pred_iou_thresh=0)
     records = generator.generate(np.full(shape, 100, np.uint8))
     assert all(r["segmentation"].shape == shape[:2] for r in records)
+
+
+def test_crops_go_through_the_given_encoder(model):
+    calls = []
+
+    def encoder(images):
+        calls.append(tuple(images.shape))
+        return model.image_encoder(images)
+
+    image = skimage.data.coffee()[::4, ::4].copy()
+    params = {"points_per_side": 2, "crop_n_layers": 1, **LOW_FILTERS}
+    ours = MaskGenerator(model, encoder=encoder, **params).generate(image)
+    assert len(calls) == 5  # the image and its 4 crops
+    assert_same_records(ours, MaskGenerator(model, **params).generate(image))
