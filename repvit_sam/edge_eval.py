@@ -53,17 +53,27 @@ def default_thresholds(count: int = 99) -> np.ndarray:
 
 
 def load_ground_truth(path: Path) -> list[np.ndarray]:
-    """HxW bool boundary maps of every annotator of one image (.mat or .png)."""
+    """HxW bool boundary maps of every annotator of one image (.mat or .png).
+
+    Raises:
+        InvalidInputError: The file is not a BSDS ground truth (unreadable, or no
+            ``groundTruth`` cells with ``Boundaries``).
+    """
     path = Path(path)
-    if path.suffix == ".mat":
-        from scipy.io import loadmat
+    try:
+        if path.suffix == ".mat":
+            from scipy.io import loadmat
 
-        cells = loadmat(str(path))["groundTruth"][0]
-        return [np.asarray(cell["Boundaries"][0, 0], dtype=bool) for cell in cells]
-    from PIL import Image
+            cells = loadmat(str(path))["groundTruth"][0]
+            return [np.asarray(cell["Boundaries"][0, 0], dtype=bool) for cell in cells]
+        from PIL import Image
 
-    image = np.asarray(Image.open(path))
-    return [(image if image.ndim == 2 else image[..., 0]) > 0]
+        image = np.asarray(Image.open(path))
+        return [(image if image.ndim == 2 else image[..., 0]) > 0]
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # scipy and PIL raise many kinds on corrupt files
+        raise InvalidInputError(f"{path} is not a BSDS ground truth: {err}") from err
 
 
 def match_edges(edges: np.ndarray, truth: np.ndarray, max_dist: float) -> tuple[np.ndarray, int]:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from repvit_sam import EdgeDetector, InvalidInputError, RepViTSAM, build_repvit_sam
 from repvit_sam import cli as cli_module
-from repvit_sam.edge_eval import default_thresholds, evaluate_image, summarize
+from repvit_sam.edge_eval import default_thresholds, evaluate_image, load_ground_truth, summarize
 from repvit_sam.edges import edge_map_from_logits
 from repvit_sam.visualize import mask_outline
 
@@ -162,3 +162,11 @@ def test_amg_and_edges_commands(model, tmp_path, monkeypatch, capsys):
     edge_png = np.asarray(Image.open(edges_out / "coffee.png"))
     assert edge_png.dtype == np.uint8 and edge_png.shape == (100, 150)
     assert (edges_out / "coffee_overlay.png").exists()
+
+
+@pytest.mark.parametrize("name", ["1.mat", "1.png"])
+def test_a_corrupt_ground_truth_names_its_file(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"not a ground truth")
+    with pytest.raises(InvalidInputError, match=f"{name} is not a BSDS ground truth"):
+        load_ground_truth(path)
