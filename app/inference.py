@@ -53,9 +53,11 @@ T = TypeVar("T")
 DEADLINE_GRACE_SECONDS = 0.5
 
 
-# Float32 bytes of full-size mask logits drawn at once: B prompts x C candidates x H x W at 4
+# Float32 bytes of mask logits one request draws at once: B prompts x C candidates x H x W at 4
 # bytes would reach tens of GB for 64 boxes on a 50-megapixel image.
 MASK_DRAWING_BYTES = 256 << 20
+# Requests drawing masks at once (on the CPU, outside the model queue): bounds their memory.
+MASK_DRAWING_REQUESTS = 2
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class InferenceService:
             max_workers=1, thread_name_prefix="repvit-sam-model"
         )
         self.load_error: str | None = None
+        self._drawing = threading.BoundedSemaphore(MASK_DRAWING_REQUESTS)
         self._pending = 0
         self._inflight: dict[str, asyncio.Task[ImageEmbedding]] = {}
 
@@ -319,17 +322,22 @@ class InferenceService:
         return Decoded(scores, logits.astype(np.float32, copy=False), embedding)
 
     def draw_masks(self, decoded: Decoded) -> Iterator[np.ndarray]:
-        """Each prompt's CxHxW bool masks at the original size, drawn a few prompts at a time
-        (within ``MASK_DRAWING_BYTES``), so that a request's full-size masks never all exist
-        at once. Meant for a worker thread: it does not hold the model thread."""
+        """Each prompt's CxHxW bool masks at the original size, drawn on the CPU a few prompts
+        at a time (within ``MASK_DRAWING_BYTES``), so that a request's full-size masks never
+        all exist at once. Meant for a worker thread: it does not hold the model thread."""
         predictor = self._require_predictor()
         prompts, candidates = decoded.scores.shape
         height, width = decoded.embedding.original_size
-        step = max(1, MASK_DRAWING_BYTES // (4 * candidates * height * width))
+        # segment-anything upsamples to the padded input square first, then to the image.
+        side = predictor.model.image_encoder.img_size
+        per_prompt = 4 * candidates * (side * side + height * width)
+        step = max(1, MASK_DRAWING_BYTES // per_prompt)
+        embedding = decoded.embedding.to("cpu")
         for start in range(0, prompts, step):
             logits = torch.from_numpy(decoded.logits[start : start + step])
-            masks = predictor.upscale_masks(logits.to(predictor.device), decoded.embedding)
-            yield from masks.cpu().numpy()
+            with self._drawing:
+                masks = predictor.upscale_masks(logits, embedding).numpy()
+            yield from masks
 
     # Logits ------------------------------------------------------------------------------------
 

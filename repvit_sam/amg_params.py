@@ -30,6 +30,17 @@ def is_number(value: object) -> bool:
         return False
 
 
+def _deepest_grid_side(points_per_side: int, factor: int, layers: int) -> int:
+    """segment-anything's int(points_per_side / factor**layers), in Python ints (numpy's wrap
+    around, and floats overflow) and without computing a huge power."""
+    side = int(points_per_side)
+    for _ in range(int(layers) if factor > 1 else 0):
+        side //= int(factor)
+        if side == 0:
+            break
+    return side
+
+
 @dataclass(frozen=True)
 class AmgParams:
     """``SamAutomaticMaskGenerator``'s parameters, defaults and meaning.
@@ -88,10 +99,11 @@ class AmgParams:
             value = getattr(self, name)
             _require(is_int(value) and value >= 0, name, "an integer >= 0", value)
         if self.points_per_side is not None:
-            # segment-anything's grid for crop layer i has points_per_side / factor**i points.
-            deepest = self.points_per_side / self.crop_n_points_downscale_factor**self.crop_n_layers
             _require(
-                int(deepest) >= 1,
+                _deepest_grid_side(
+                    self.points_per_side, self.crop_n_points_downscale_factor, self.crop_n_layers
+                )
+                >= 1,
                 "crop_n_points_downscale_factor",
                 f"small enough to leave crop layer {self.crop_n_layers} at least one point per "
                 f"side (points_per_side {self.points_per_side} / factor**{self.crop_n_layers})",

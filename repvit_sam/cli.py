@@ -305,8 +305,10 @@ def _check_image_path(flag: str, path: Path | None) -> None:
         return
     if path.is_dir():
         raise InvalidInputError(f"{flag} {path} is a folder; give a file name such as mask.png")
-    if path.suffix.lower() not in Image.registered_extensions():
-        raise InvalidInputError(f"{flag} {path}: unknown image extension; use .png")
+    if Image.registered_extensions().get(path.suffix.lower()) not in Image.SAVE:
+        raise InvalidInputError(f"{flag} {path}: not an image format PIL writes; use .png")
+    if not path.parent.is_dir():
+        raise InvalidInputError(f"{flag} {path}: folder {path.parent} does not exist")
 
 
 def _mask_paths(output: Path, count: int) -> list[Path]:

@@ -7,6 +7,7 @@ about 5e-3, the whole parity tolerance, so the fp32 paths switch it off while th
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 import torch
@@ -27,22 +28,47 @@ def _tf32_switches() -> list[tuple[object, str, object]]:
     ]
 
 
+class _Switch:
+    """The process-wide flags, set by the first of overlapping users (threads) and restored
+    by the last: each restoring its own snapshot would leave them wrong."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved: list[tuple[object, str, object]] = []
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                switches = _tf32_switches()
+                self._saved = [(owner, name, getattr(owner, name)) for owner, name, _ in switches]
+                for owner, name, value in switches:
+                    setattr(owner, name, value)
+            self._users += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                for owner, name, value in self._saved:
+                    setattr(owner, name, value)
+
+
+_switch = _Switch()
+
+
 @contextlib.contextmanager
 def full_float32(device: torch.device) -> Iterator[None]:
     """Inside, float32 convolutions and matmuls on CUDA never use TF32; elsewhere a no-op.
 
-    The flags are process-wide: they are restored on exit, so code running in other threads
-    meanwhile (rare: the service runs its model on one thread) also gets full float32.
+    The flags are process-wide: they are restored when the last thread inside leaves, so
+    code running in other threads meanwhile also gets full float32.
     """
     if device.type != "cuda":
         yield
         return
-    switches = _tf32_switches()
-    saved = [getattr(owner, name) for owner, name, _ in switches]
-    for owner, name, value in switches:
-        setattr(owner, name, value)
+    _switch.enter()
     try:
         yield
     finally:
-        for (owner, name, _), value in zip(switches, saved, strict=True):
-            setattr(owner, name, value)
+        _switch.leave()

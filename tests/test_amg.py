@@ -143,7 +143,10 @@ def test_remove_small_regions_without_opencv():
     assert not changed
 
 
-@pytest.mark.parametrize(("points", "layers", "factor"), [(1, 1, 2), (4, 2, 4), (32, 1, 64)])
+@pytest.mark.parametrize(
+    ("points", "layers", "factor"),
+    [(1, 1, 2), (4, 2, 4), (32, 1, 64), (32, np.int64(64), np.int64(2))],  # 2**64 wraps in numpy
+)
 def test_crop_layers_must_keep_a_point_per_side(model, points, layers, factor):
     # segment-anything divides by zero on a crop layer grid of no points.
     with pytest.raises(InvalidInputError, match="crop_n_points_downscale_factor"):

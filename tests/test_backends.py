@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 
 import numpy as np
 import onnxruntime
@@ -175,6 +176,40 @@ def test_full_float32_turns_tf32_off_on_cuda_only_and_restores_it():
         assert flags() == [value for _, _, value in switches]
     assert flags() == before
     assert isinstance(torch.backends.cudnn.allow_tf32, bool)  # the legacy getter still works
+
+
+def test_full_float32_overlapping_in_two_threads_restores_the_flags_once():
+    switches = _tf32_switches()
+
+    def flags():
+        return [getattr(owner, name) for owner, name, _ in switches]
+
+    before, full = flags(), [value for _, _, value in switches]
+    a_inside, a_may_leave, b_inside, b_may_leave = (threading.Event() for _ in range(4))
+    seen = {}
+
+    def thread_a():
+        with full_float32(torch.device("cuda")):
+            a_inside.set()
+            a_may_leave.wait(5)
+
+    def thread_b():
+        a_inside.wait(5)
+        with full_float32(torch.device("cuda")):
+            b_inside.set()
+            b_may_leave.wait(5)
+            seen["after a left"] = flags()
+
+    threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for thread in threads:
+        thread.start()
+    b_inside.wait(5)
+    a_may_leave.set()
+    threads[0].join(5)
+    b_may_leave.set()
+    threads[1].join(5)
+    assert seen["after a left"] == full  # B still runs in full float32
+    assert flags() == before  # and the last one out restored the original flags
 
 
 def test_reduced_precision_overflow_is_a_named_error():

@@ -165,9 +165,11 @@ def test_segment_with_backend(tmp_path, image_path, small_checkpoint, backend):
 @pytest.mark.parametrize(
     ("flag", "name", "message"),
     [
-        ("-o", "mask.xyz", "--output .*mask.xyz: unknown image extension"),
-        ("--overlay", "over.xyz", "--overlay .*over.xyz: unknown image extension"),
+        ("-o", "mask.xyz", "--output .*mask.xyz: not an image format PIL writes"),
+        ("-o", "mask.psd", "not an image format PIL writes"),  # PIL reads PSD only
+        ("--overlay", "over.xyz", "--overlay .*over.xyz: not an image format PIL writes"),
         ("-o", "", "is a folder"),
+        ("--overlay", "absent/over.png", "folder .*absent does not exist"),
     ],
 )
 def test_unwritable_outputs_are_refused_before_the_model_runs(
