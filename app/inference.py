@@ -206,9 +206,13 @@ class InferenceService:
         finally:
             stop.set()
 
-    def _require_predictor(self) -> Predictor:
+    def check_loaded(self) -> None:
+        """Raises ``ModelLoadError`` once the model has failed to load (for good)."""
         if self.load_error is not None:
             raise ModelLoadError(self.load_error)
+
+    def _require_predictor(self) -> Predictor:
+        self.check_loaded()
         if self.predictor is None:
             raise NotReadyError("the model is still loading; retry shortly (see /readyz)")
         return self.predictor

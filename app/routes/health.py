@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from ..deps import MetricsDep, ServiceDep
-from ..errors import ModelLoadError, NotReadyError
+from ..errors import NotReadyError
 from ..schemas import Health, Readiness, error_responses
 
 router = APIRouter(tags=["operations"])
@@ -26,8 +26,7 @@ router = APIRouter(tags=["operations"])
     summary="The process is alive and its model has not failed to load",
 )
 async def healthz(service: ServiceDep) -> Health:
-    if service.load_error is not None:
-        raise ModelLoadError(service.load_error)
+    service.check_loaded()
     return Health(status="ok")
 
 
@@ -38,8 +37,7 @@ async def healthz(service: ServiceDep) -> Health:
     summary="The model is loaded and warmed up",
 )
 async def readyz(service: ServiceDep) -> Readiness:
-    if service.load_error is not None:
-        raise ModelLoadError(service.load_error)
+    service.check_loaded()
     if not service.ready:
         raise NotReadyError("the model is still loading")
     backend = service.cache.stats().backend
