@@ -13,32 +13,43 @@ The public surface::
     download_weights(name)            verified download of published weights
 """
 
-from .amg import MaskGenerator
-from .api import Prediction, RepViTSAM
-from .build import build_repvit_sam, fuse
-from .edges import EdgeDetector, EdgeMap, edge_map_from_logits
-from .embedding import ImageEmbedding
-from .errors import (
-    CheckpointError,
-    ImageNotSetError,
-    InvalidImageError,
-    InvalidInputError,
-    PrecisionOverflowError,
-    RemoteError,
-    RepViTSAMError,
-    WeightsDownloadError,
-)
-from .image_io import ImageTooLargeError, load_image
-from .modeling import VARIANTS
-from .predictor import Predictor
-from .progress import CancelledError, DeadlineExceededError
-from .weights import WEIGHTS, default_cache_dir, download_weights
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# Each public name -> the module that defines it. Imported on first use, so that importing the
+# package (the CLI's --help, the torch-free client, the errors) does not import torch.
+_EXPORTS = {
+    "MaskGenerator": ".amg",
+    "Prediction": ".api",
+    "RepViTSAM": ".api",
+    "build_repvit_sam": ".build",
+    "fuse": ".build",
+    "EdgeDetector": ".edges",
+    "EdgeMap": ".edges",
+    "edge_map_from_logits": ".edges",
+    "ImageEmbedding": ".embedding",
+    "CheckpointError": ".errors",
+    "ImageNotSetError": ".errors",
+    "InvalidImageError": ".errors",
+    "InvalidInputError": ".errors",
+    "PrecisionOverflowError": ".errors",
+    "RepViTSAMError": ".errors",
+    "WeightsDownloadError": ".errors",
+    "RemoteError": "repvit_sam_client",
+    "ImageTooLargeError": ".image_io",
+    "load_image": ".image_io",
+    "VARIANTS": ".modeling",
+    "Predictor": ".predictor",
+    "CancelledError": ".progress",
+    "DeadlineExceededError": ".progress",
+    "WEIGHTS": ".weights",
+    "default_cache_dir": ".weights",
+    "download_weights": ".weights",
+}
+
 __all__ = [
-    "VARIANTS",
-    "WEIGHTS",
     "CancelledError",
     "CheckpointError",
     "DeadlineExceededError",
@@ -49,13 +60,15 @@ __all__ = [
     "ImageTooLargeError",
     "InvalidImageError",
     "InvalidInputError",
-    "PrecisionOverflowError",
     "MaskGenerator",
+    "PrecisionOverflowError",
     "Prediction",
     "Predictor",
     "RemoteError",
     "RepViTSAM",
     "RepViTSAMError",
+    "VARIANTS",
+    "WEIGHTS",
     "WeightsDownloadError",
     "__version__",
     "build_repvit_sam",
@@ -65,3 +78,40 @@ __all__ = [
     "fuse",
     "load_image",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:
+    from repvit_sam_client import RemoteError
+
+    from .amg import MaskGenerator
+    from .api import Prediction, RepViTSAM
+    from .build import build_repvit_sam, fuse
+    from .edges import EdgeDetector, EdgeMap, edge_map_from_logits
+    from .embedding import ImageEmbedding
+    from .errors import (
+        CheckpointError,
+        ImageNotSetError,
+        InvalidImageError,
+        InvalidInputError,
+        PrecisionOverflowError,
+        RepViTSAMError,
+        WeightsDownloadError,
+    )
+    from .image_io import ImageTooLargeError, load_image
+    from .modeling import VARIANTS
+    from .predictor import Predictor
+    from .progress import CancelledError, DeadlineExceededError
+    from .weights import WEIGHTS, default_cache_dir, download_weights

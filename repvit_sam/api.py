@@ -161,7 +161,7 @@ class RepViTSAM:
     @classmethod
     def remote(cls, base_url: str, *, api_key: str | None = None, **client_options: Any):
         """A client of a running ``repvit-sam serve`` with this class's ``predict``."""
-        from .remote import RemoteRepViTSAM
+        from .client import RemoteRepViTSAM
 
         return RemoteRepViTSAM(base_url, api_key=api_key, **client_options)
 

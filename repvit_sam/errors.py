@@ -9,7 +9,8 @@ Every error the library raises on purpose derives from ``RepViTSAMError``::
     │   └── InvalidImageError      an image that cannot be decoded or has an unusable shape/dtype
     ├── ImageNotSetError           (also a RuntimeError) predicting before ``set_image``
     ├── PrecisionOverflowError     (also an ArithmeticError) fp16/bf16 gave inf or NaN
-    └── RemoteError                the HTTP service answered with an error (repvit_sam.client)
+    └── RemoteError                the HTTP service answered with an error; defined by the
+                                   torch-free client (repvit_sam_client), tree drawn there
 
 Errors of the inputs also derive from ``ValueError`` (or ``TypeError`` for wrong types), so
 code written against segment-anything's exceptions keeps working.
@@ -44,17 +45,3 @@ class ImageNotSetError(RepViTSAMError, RuntimeError):
 
 class PrecisionOverflowError(RepViTSAMError, ArithmeticError):
     """A reduced-precision (fp16/bf16) run produced inf or NaN; fp32 computes it."""
-
-
-class RemoteError(RepViTSAMError):
-    """The service answered with an error status.
-
-    Attributes:
-        status_code: The HTTP status.
-        detail: The ``detail`` field of the JSON error body (or the raw text).
-    """
-
-    def __init__(self, status_code: int, detail: object) -> None:
-        super().__init__(f"HTTP {status_code}: {detail}")
-        self.status_code = status_code
-        self.detail = detail

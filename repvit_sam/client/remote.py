@@ -1,4 +1,5 @@
-"""``RemoteRepViTSAM``: ``RepViTSAM.predict`` over HTTP, uploading each image once."""
+"""The library's side of the client: ``Client`` with ``ImageEmbedding`` values, and
+``RemoteRepViTSAM`` (``RepViTSAM.predict`` over HTTP, uploading each image once)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,33 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+import repvit_sam_client
+from repvit_sam_client import NotFoundError
 
-from .api import Prediction
-from .client import Client, NotFoundError, encode_image
-from .embedding import ImageEmbedding
-from .image_io import ImageSource
+from ..api import Prediction
+from ..embedding import ImageEmbedding
+from ..image_io import ImageSource, load_image
+
+
+class Client(repvit_sam_client.Client):
+    """``repvit_sam_client.Client`` speaking the library's types.
+
+    Images may be anything ``repvit_sam.load_image`` reads (float, 16-bit and RGBA arrays
+    included: they are converted to 8-bit RGB before upload), and ``embedding(id)`` is an
+    ``ImageEmbedding`` for ``Predictor.predict(embedding=...)``.
+    """
+
+    def encode_image(self, image: Any) -> bytes:
+        if isinstance(image, (bytes, bytearray, memoryview, str)) or hasattr(image, "__fspath__"):
+            return repvit_sam_client.encode_image(image)
+        return repvit_sam_client.encode_image(load_image(image))
+
+    def embedding(self, embedding_id: str) -> ImageEmbedding:  # type: ignore[override]
+        """The cached embedding, to run the decoder locally."""
+        fetched = super().embedding(embedding_id)
+        return ImageEmbedding.from_numpy(
+            fetched.features, fetched.original_size, fetched.input_size
+        )
 
 
 class RemoteRepViTSAM:
@@ -36,7 +59,7 @@ class RemoteRepViTSAM:
 
     def embed(self, image: ImageSource) -> str:
         """The service's embedding id of ``image``, uploading it on first use."""
-        data = encode_image(image)
+        data = self.client.encode_image(image)
         key = hashlib.blake2b(data, digest_size=16).hexdigest()
         if key in self._ids:
             self._ids.move_to_end(key)

@@ -1,6 +1,6 @@
-"""The errors of ``repvit_sam.client``, one class per way a request to the service fails.
+"""The errors of the client, one class per way a request to the service fails.
 
-All are ``repvit_sam.errors.RemoteError``, with ``status_code`` and ``detail``::
+All are ``RemoteError``, with ``status_code`` and ``detail``::
 
     RemoteError
     ├── ConnectError           the service could not be reached (status_code 0)
@@ -12,23 +12,44 @@ All are ``repvit_sam.errors.RemoteError``, with ``status_code`` and ``detail``::
     └── ServerError            other 5xx
         └── TaskTimeoutError   504: a /masks or /edges task ran past the service's time limit
 
-Import them from ``repvit_sam.client``, which re-exports them.
+Where the full ``repvit-sam`` package is installed too, ``RemoteError`` is also a
+``repvit_sam.RepViTSAMError``, so one ``except`` catches every error of either. Import them from
+``repvit_sam_client`` (or ``repvit_sam.client``, which re-exports them).
 """
 
 from __future__ import annotations
 
-from .errors import RemoteError
+try:
+    # Torch-free: repvit_sam's package root and errors module import nothing heavy.
+    from repvit_sam.errors import RepViTSAMError as _Base
+except ImportError:  # the light distribution alone
+    _Base = Exception
 
 __all__ = [
     "AuthenticationError",
     "ConnectError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "RemoteError",
     "ServerError",
     "ServiceBusyError",
     "TaskTimeoutError",
     "ValidationError",
 ]
+
+
+class RemoteError(_Base):
+    """The service answered with an error status, or could not be reached.
+
+    Attributes:
+        status_code: The HTTP status (0 when the service could not be reached).
+        detail: The ``detail`` field of the JSON error body (or the raw text).
+    """
+
+    def __init__(self, status_code: int, detail: object) -> None:
+        super().__init__(f"HTTP {status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
 
 
 class ConnectError(RemoteError):

@@ -1,15 +1,4 @@
-"""An HTTP client of ``repvit-sam serve``.
-
-::
-
-    Client(base_url, api_key=None)      embed(image), segment(...), embedding(id), logits(id),
-                                        masks(...) (segment everything), edges(...)
-    RemoteRepViTSAM(base_url)           RepViTSAM.predict over HTTP (repvit_sam.remote)
-
-Errors are all ``repvit_sam.errors.RemoteError``, with ``status_code`` and ``detail``; the tree
-is drawn in ``repvit_sam.client_errors``. Errors and results (``repvit_sam.client_results``) are
-re-exported here.
-"""
+"""``Client``: the HTTP client of ``repvit-sam serve`` (httpx, numpy and Pillow; no torch)."""
 
 from __future__ import annotations
 
@@ -20,42 +9,20 @@ from typing import Any, Literal, overload
 
 import httpx
 import numpy as np
-from PIL import Image
 
-from .client_errors import (
+from .errors import (
     _BY_STATUS,
-    AuthenticationError,
     ConnectError,
-    NotFoundError,
-    PayloadTooLargeError,
+    RemoteError,
     ServerError,
     ServiceBusyError,
-    TaskTimeoutError,
-    ValidationError,
 )
-from .client_results import AutoMask, EmbedResult, MaskResult, MasksResult, SegmentResult
-from .embedding import ImageEmbedding
-from .errors import InvalidInputError, RemoteError
-from .image_io import load_image
+from .images import encode_image
+from .results import AutoMask, Embedding, EmbedResult, MaskResult, MasksResult, SegmentResult
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "AuthenticationError",
-    "AutoMask",
-    "Client",
-    "ConnectError",
-    "EmbedResult",
-    "MaskResult",
-    "MasksResult",
-    "NotFoundError",
-    "PayloadTooLargeError",
-    "SegmentResult",
-    "ServerError",
-    "ServiceBusyError",
-    "TaskTimeoutError",
-    "ValidationError",
-]
+__all__ = ["Client"]
 
 
 class Client:
@@ -67,6 +34,9 @@ class Client:
         timeout: Seconds per request.
         transport: An httpx transport (``httpx.MockTransport``, ``httpx.WSGITransport``...)
             for tests.
+
+    Images (``image`` arguments) are encoded bytes, a path, a PIL image or a uint8 array (see
+    ``encode_image``); errors are ``RemoteError`` subclasses, one per way a request fails.
     """
 
     def __init__(
@@ -117,9 +87,13 @@ class Client:
             return False
         return True
 
-    def embed(self, image: bytes | str | Any, filename: str = "image") -> EmbedResult:
-        """Uploads an image (encoded bytes, a path, or anything ``load_image`` reads)."""
-        data = encode_image(image)
+    def encode_image(self, image: Any) -> bytes:
+        """The upload's bytes for ``image``; a subclass may accept more kinds of image."""
+        return encode_image(image)
+
+    def embed(self, image: Any, filename: str = "image") -> EmbedResult:
+        """Uploads an image; the id it answers serves every later ``segment`` of it."""
+        data = self.encode_image(image)
         response = self._request("POST", "/embed", files={"image": (filename, data)})
         return EmbedResult(**response.json())
 
@@ -146,13 +120,13 @@ class Client:
         if mask_input_id is not None:
             body["mask_input_id"] = mask_input_id
         if image is not None:
-            files = {"image": ("image", encode_image(image))}
+            files = {"image": ("image", self.encode_image(image))}
             response = self._request(
                 "POST", "/segment", files=files, data={"request": json.dumps(body)}
             )
         else:
             if embedding_id is None:
-                raise InvalidInputError("segment needs embedding_id or image")
+                raise ValueError("segment needs embedding_id or image")
             response = self._request(
                 "POST", "/segment", json={**body, "embedding_id": embedding_id}
             )
@@ -168,11 +142,11 @@ class Client:
     ) -> httpx.Response:
         """POSTs ``body`` as JSON against ``embedding_id``, or as multipart with ``image``."""
         if image is not None:
-            files = {"image": ("image", encode_image(image))}
+            files = {"image": ("image", self.encode_image(image))}
             data = {"request": json.dumps(body)}
             return self._request("POST", path, files=files, data=data, **kwargs)
         if embedding_id is None:
-            raise InvalidInputError(f"{path.strip('/')} needs embedding_id or image")
+            raise ValueError(f"{path.strip('/')} needs embedding_id or image")
         return self._request("POST", path, json={**body, "embedding_id": embedding_id}, **kwargs)
 
     def masks(
@@ -187,8 +161,7 @@ class Client:
 
         Args:
             embedding_id: From ``embed``; or leave out and pass ``image``.
-            image: Encoded bytes, a path, or anything ``load_image`` reads; needed for
-                ``crop_n_layers`` > 0.
+            image: The image to upload instead; needed for ``crop_n_layers`` > 0.
             timeout: Seconds for this request (default: the client's); generation can take
                 up to the service's time limit (120 s by default).
             **params: ``SamAutomaticMaskGenerator``'s parameters (points_per_side,
@@ -242,7 +215,7 @@ class Client:
 
         Args:
             embedding_id: From ``embed``; or leave out and pass ``image``.
-            image: Encoded bytes, a path, or anything ``load_image`` reads.
+            image: The image to upload instead.
             format: "npy": an HxW float32 array in [0, 1]; "png": the 8-bit PNG's bytes.
             timeout: Seconds for this request (default: the client's).
             **params: ``EdgeDetector``'s parameters: points_per_side (16), points_per_batch,
@@ -252,7 +225,7 @@ class Client:
             TaskTimeoutError: The service's time limit passed first.
         """
         if format not in ("npy", "png"):
-            raise InvalidInputError(f"format must be 'npy' or 'png', got {format!r}")
+            raise ValueError(f"format must be 'npy' or 'png', got {format!r}")
         options = {} if timeout is None else {"timeout": timeout}
         body = {**params, "format": format}
         response = self._post_task("/edges", embedding_id, image, body, **options)
@@ -260,13 +233,13 @@ class Client:
             return response.content
         return np.load(io.BytesIO(response.content), allow_pickle=False)
 
-    def embedding(self, embedding_id: str) -> ImageEmbedding:
-        """The cached embedding, to run the decoder locally."""
+    def embedding(self, embedding_id: str) -> Embedding:
+        """The cached embedding as numpy, with the geometry the decoder needs."""
         response = self._request("GET", f"/embeddings/{embedding_id}")
         features = np.load(io.BytesIO(response.content), allow_pickle=False)
         original = tuple(int(v) for v in response.headers["X-Original-Size"].split(","))
         input_size = tuple(int(v) for v in response.headers["X-Input-Size"].split(","))
-        return ImageEmbedding.from_numpy(features, original, input_size)  # type: ignore[arg-type]
+        return Embedding(features, original, input_size)  # type: ignore[arg-type]
 
     def delete_embedding(self, embedding_id: str) -> None:
         self._request("DELETE", f"/embeddings/{embedding_id}")
@@ -283,15 +256,3 @@ class Client:
         headers = {"Content-Type": "application/octet-stream"}
         response = self._request("POST", "/logits", content=stream.getvalue(), headers=headers)
         return response.json()["logits_id"]
-
-
-def encode_image(image: Any) -> bytes:
-    """Encoded image bytes: files and bytes as they are, arrays and PIL images as PNG."""
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return bytes(image)
-    if isinstance(image, str) or hasattr(image, "__fspath__"):
-        with open(image, "rb") as stream:
-            return stream.read()
-    stream = io.BytesIO()
-    Image.fromarray(load_image(image)).save(stream, format="PNG")
-    return stream.getvalue()

@@ -1,6 +1,6 @@
-"""The typed answers of ``repvit_sam.client.Client``, and the mask decoding they need.
+"""The typed answers of ``Client``, and the mask decoding they need (numpy and Pillow only).
 
-Import them from ``repvit_sam.client``, which re-exports them.
+Import them from ``repvit_sam_client`` (or ``repvit_sam.client``, which re-exports them).
 """
 
 from __future__ import annotations
@@ -13,7 +13,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-__all__ = ["AutoMask", "EmbedResult", "MaskResult", "MasksResult", "SegmentResult"]
+__all__ = [
+    "AutoMask",
+    "EmbedResult",
+    "Embedding",
+    "MaskResult",
+    "MasksResult",
+    "SegmentResult",
+    "decode_rle",
+]
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,24 @@ class EmbedResult:
     width: int
     height: int
     cached: bool
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """An embedding fetched from the service (``GET /embeddings/{id}``), as numpy.
+
+    ``repvit_sam.client.Client.embedding`` gives the same as a ``repvit_sam.ImageEmbedding``,
+    to run the decoder locally.
+
+    Attributes:
+        features: 1x256x64x64 float32, the image encoder's output.
+        original_size: (H, W) of the image as uploaded, in pixels.
+        input_size: (h, w) of the resized image fed to the encoder, before padding.
+    """
+
+    features: np.ndarray
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -37,7 +63,7 @@ class MaskResult:
     def decode(self) -> np.ndarray:
         """The HxW bool mask, from RLE or PNG."""
         if isinstance(self.segmentation, dict):
-            return _decode_rle(self.segmentation)
+            return decode_rle(self.segmentation)
         if isinstance(self.segmentation, str):
             with Image.open(io.BytesIO(base64.b64decode(self.segmentation))) as image:
                 return np.asarray(image.convert("L")) > 0
@@ -77,7 +103,7 @@ class AutoMask:
 
     def decode(self) -> np.ndarray:
         """The HxW bool mask."""
-        return _decode_rle(self.segmentation)
+        return decode_rle(self.segmentation)
 
 
 @dataclass(frozen=True)
@@ -88,8 +114,9 @@ class MasksResult:
     masks: list[AutoMask]
 
 
-def _decode_rle(rle: dict[str, Any]) -> np.ndarray:
-    """COCO compressed RLE (column-major run lengths) to an HxW bool mask, without pycocotools."""
+def decode_rle(rle: dict[str, Any]) -> np.ndarray:
+    """COCO compressed RLE ``{"size": [h, w], "counts": str}`` (column-major run lengths) to an
+    HxW bool mask, without pycocotools."""
     height, width = rle["size"]
     counts, text, index = [], rle["counts"].encode("ascii"), 0
     while index < len(text):
