@@ -16,9 +16,24 @@ Layout::
     errors.py     the only place that maps exceptions to HTTP statuses
     metrics.py    Prometheus text exposition
     routes/       one router per concern
+    cli.py        ``repvit-sam serve``: settings and prerequisites checked, then uvicorn
 """
 
-from .main import create_app
-from .settings import Settings, get_settings
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from repvit_sam.lazy import lazy_exports
 
 __all__ = ["Settings", "create_app", "get_settings"]
+
+# Imported on first use: ``repvit-sam --help`` loads app.cli without FastAPI or torch.
+_EXPORTS = {"create_app": ".main", "Settings": ".settings", "get_settings": ".settings"}
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+
+if TYPE_CHECKING:
+    from .main import create_app
+    from .settings import Settings, get_settings

@@ -12,14 +12,23 @@ and is tested against the PyTorch model within the reference parity tolerances.
 
 ``auto``: on CUDA devices ``torch``; on the CPU ``openvino`` where it is installed, else
 ``onnxruntime``, else ``torch``. The order is what ``benchmarks/speed.py`` measured on our
-x86 CPU machines (see the README's table); run it on yours to check.
+x86 CPU machines (see the README's table); run it on yours to check. A backend counts as
+installed when every module it needs imports: the ONNX backends export through ``onnx``.
+
+The ONNX backends export the encoder once per model and keep the file in
+``<cache dir>/encoders/`` (``repvit_sam.weights.default_cache_dir()``), named by a digest of the
+encoder's weights, its input size and the versions of repvit_sam, torch and onnx; OpenVINO keeps
+its compiled blobs beside it (its ``CACHE_DIR``). A second start with the same model skips the
+export and the compilation.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import hashlib
+import importlib.metadata
 import logging
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,28 +39,30 @@ from segment_anything.modeling import Sam
 
 from .errors import InvalidInputError, PrecisionOverflowError
 from .modeling import fuse_modules, use_portable_squeeze_excite
+from .runtimes import BACKENDS, EXTRAS, is_available, missing_modules
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16", "fp16")
 Encoder = Callable[[torch.Tensor], torch.Tensor]
 
 
-def is_available(backend: str) -> bool:
-    """Whether ``backend``'s runtime can be imported here."""
-    module = {"onnxruntime": "onnxruntime", "openvino": "openvino"}.get(backend)
-    return module is None or importlib.util.find_spec(module) is not None
-
-
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """The concrete backend ``backend`` stands for on ``device`` (see the module docstring)."""
+    """The concrete backend ``backend`` stands for on ``device`` (see the module docstring).
+
+    Raises:
+        InvalidInputError: An unknown backend, one whose modules are missing (the message says
+            what to install), or an ONNX backend on a GPU.
+    """
     if backend not in BACKENDS:
         raise InvalidInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend != "auto":
-        if not is_available(backend):
+        missing = missing_modules(backend)
+        if missing:
             raise InvalidInputError(
-                f"backend {backend!r} is not installed: pip install 'repvit-sam[{backend}]'"
+                f"backend {backend!r} needs {' and '.join(missing)}, which cannot be imported "
+                f"here: pip install 'repvit-sam[{EXTRAS[backend]}]', or choose another backend "
+                "(torch is always available)"
             )
         if backend != "torch" and device.type != "cpu":
             raise InvalidInputError(f"backend {backend!r} runs on the CPU only, not {device}")
@@ -106,15 +117,72 @@ class TorchEncoder:
         return out.float().contiguous()
 
 
-class _OnnxFileEncoder:
-    """Exports the fused encoder to a temporary ONNX file that lives as long as this object."""
+def default_encoder_cache_dir() -> Path:
+    """``<repvit_sam cache dir>/encoders``: exported and compiled encoders."""
+    from .weights import default_cache_dir
 
-    def __init__(self, model: Sam) -> None:
+    return default_cache_dir() / "encoders"
+
+
+def encoder_digest(model: Sam) -> str:
+    """Names an exported encoder: its weights, input size and the exporting software."""
+    from . import __version__
+
+    digest = hashlib.blake2b(digest_size=16)
+    versions = [__version__, torch.__version__, _version("onnx")]
+    digest.update(repr((versions, model.image_encoder.img_size)).encode())
+    for name, tensor in model.image_encoder.state_dict().items():
+        array = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}{tuple(array.shape)}{array.dtype}".encode())
+        digest.update(array.reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+class _OnnxFileEncoder:
+    """The fused encoder as an ONNX file, exported once per model into the cache folder.
+
+    Where the cache folder cannot be written, the file goes to a temporary folder that lives as
+    long as this object (and the export is repeated on the next start).
+    """
+
+    def __init__(self, model: Sam, cache_dir: str | os.PathLike[str] | None = None) -> None:
+        folder = Path(cache_dir) if cache_dir is not None else default_encoder_cache_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.path = self._cached_export(model, folder)
+        except OSError as err:
+            logger.warning("cannot cache the exported encoder in %s (%s); exporting", folder, err)
+            self._folder = tempfile.TemporaryDirectory(prefix="repvit_sam_onnx_")
+            folder = Path(self._folder.name)
+            self.path = self._cached_export(model, folder)
+        self.cache_dir = folder
+        self.device = next(model.parameters()).device
+
+    @staticmethod
+    def _cached_export(model: Sam, folder: Path) -> Path:
         from .onnx_export import export_encoder
 
-        self._folder = tempfile.TemporaryDirectory(prefix="repvit_sam_onnx_")
-        self.path = export_encoder(model, Path(self._folder.name) / "encoder.onnx")
-        self.device = next(model.parameters()).device
+        path = folder / f"encoder-{encoder_digest(model)}.onnx"
+        if path.is_file():
+            logger.info("using the exported encoder %s", path)
+            return path
+        # Exported beside its name and renamed: a file under that name is always whole, and
+        # two processes exporting at once both end with a valid file.
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".encoder-", suffix=".onnx")
+        os.close(handle)
+        try:
+            export_encoder(model, temporary)
+            os.replace(temporary, path)
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+        return path
 
 
 class OnnxRuntimeEncoder(_OnnxFileEncoder):
@@ -122,10 +190,15 @@ class OnnxRuntimeEncoder(_OnnxFileEncoder):
 
     name = "onnxruntime"
 
-    def __init__(self, model: Sam, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Sam,
+        threads: int | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
         import onnxruntime
 
-        super().__init__(model)
+        super().__init__(model, cache_dir)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
@@ -143,13 +216,20 @@ class OpenVINOEncoder(_OnnxFileEncoder):
 
     name = "openvino"
 
-    def __init__(self, model: Sam, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Sam,
+        threads: int | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
         import openvino
 
-        super().__init__(model)
+        super().__init__(model, cache_dir)
         config = {
             "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
             "INFERENCE_PRECISION_HINT": "f32",
+            # Compiled blobs, keyed by OpenVINO on the model, device and this config.
+            "CACHE_DIR": str(self.cache_dir / "openvino"),
         }
         self.compiled = openvino.Core().compile_model(str(self.path), "CPU", config)
 
@@ -182,6 +262,7 @@ def make_encoder(
     precision: str = "fp32",
     threads: int | None = None,
     fuse: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> Encoder:
     """An encoder callable for ``Predictor(model, encoder=...)``.
 
@@ -194,15 +275,17 @@ def make_encoder(
         fuse: With the torch backend, fuse the model's encoder in place (same function); without,
             the torch backend runs the official computation bit for bit. The ONNX backends
             always export a fused copy and leave the model as it is.
+        cache_dir: Where the ONNX backends keep exported and compiled encoders;
+            ``default_encoder_cache_dir()`` by default.
     """
     device = next(model.parameters()).device
     name = resolve_backend(backend, device)
     if precision != "fp32" and name != "torch":
         raise InvalidInputError(f"precision {precision!r} is only available with backend 'torch'")
     if name == "onnxruntime":
-        encoder: Encoder = OnnxRuntimeEncoder(model, threads)
+        encoder: Encoder = OnnxRuntimeEncoder(model, threads, cache_dir)
     elif name == "openvino":
-        encoder = OpenVINOEncoder(model, threads)
+        encoder = OpenVINOEncoder(model, threads, cache_dir)
     else:
         encoder = TorchEncoder(model, precision, fuse=fuse)
     logger.info("image encoder backend: %s (asked %s) on %s", name, backend, device)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InvalidInputError
+from .image_io import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 MAX_DIST = 0.0075
 
 

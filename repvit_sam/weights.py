@@ -16,6 +16,8 @@ from .errors import CheckpointError, InvalidInputError, WeightsDownloadError
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "REPVIT_SAM_HOME"
+# A mirror of the registered weights, for machines that cannot reach the publisher.
+MIRROR_ENV = "REPVIT_SAM_WEIGHTS_URL"
 _CHUNK = 1 << 20
 
 
@@ -115,14 +117,16 @@ def download_weights(
     Args:
         name: Registry name (``repvit_sam.weights.WEIGHTS``).
         cache_dir: Folder for weights; ``default_cache_dir()`` by default.
-        url: Download from this address instead of the registered one (a mirror).
+        url: Download from this address instead of the registered one (a mirror); default
+            ``$REPVIT_SAM_WEIGHTS_URL`` where set.
         sha256: Expected digest, overriding the registered one.
         force: Download again even if the file is present.
         progress: Show a progress bar on stderr.
         timeout: Seconds to wait for the server on each read.
 
     Raises:
-        WeightsDownloadError: The download or its verification failed.
+        WeightsDownloadError: The download or its verification failed; the message says how
+            to do without it (a checkpoint of one's own, where to put the file, a mirror).
     """
     spec = get_weights_spec(name)
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
@@ -134,19 +138,31 @@ def download_weights(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise WeightsDownloadError(f"cannot create the weights folder {folder}: {err}") from err
-    source = url or spec.url
+    source = url or os.environ.get(MIRROR_ENV) or spec.url
     logger.info("downloading %s from %s to %s", spec.name, source, destination)
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{spec.filename}.", suffix=".part")
     temporary_path = Path(temporary)
     try:
         with os.fdopen(handle, "wb") as stream:
-            _fetch(source, stream, progress, timeout)
+            try:
+                _fetch(source, stream, progress, timeout)
+            except WeightsDownloadError as err:
+                raise WeightsDownloadError(f"{err}. {_without_download(destination)}") from err
         verify_checkpoint(temporary_path, spec, sha256)
         os.replace(temporary_path, destination)
     finally:
         temporary_path.unlink(missing_ok=True)
     logger.info("weights %s verified and saved to %s", spec.name, destination)
     return destination
+
+
+def _without_download(destination: Path) -> str:
+    return (
+        "To run without this download: pass a checkpoint you have (--checkpoint PATH; "
+        "REPVIT_SAM_CHECKPOINT=PATH for the service; RepViTSAM(PATH) in Python), or copy the "
+        f"file to {destination} (the cache folder, ${CACHE_ENV}), or download it from a "
+        f"mirror (${MIRROR_ENV}=URL, or repvit-sam download --url URL)"
+    )
 
 
 def _fetch(url: str, stream, progress: bool, timeout: float) -> None:

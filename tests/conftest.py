@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,17 @@ import torch
 from repvit_sam import build_repvit_sam
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
+# Read by the tests themselves (tests/demo), not by the service.
+TEST_VARIABLES = {"REPVIT_SAM_CHROMIUM"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The service reads its settings from ``REPVIT_SAM_*`` variables: ones left in this shell
+    (an API key or a Redis URL from trying the service) must not reach the tests' apps, nor
+    the servers they start with this environment."""
+    for name in list(os.environ):
+        if name.startswith("REPVIT_SAM_") and name not in TEST_VARIABLES:
+            del os.environ[name]
 
 
 def randomize_batch_norms(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -26,6 +38,17 @@ def randomize_batch_norms(model: torch.nn.Module, seed: int = 0) -> torch.nn.Mod
                 module.weight.copy_(1 + 0.1 * torch.randn(shape, generator=generator))
                 module.bias.copy_(0.02 * torch.randn(shape, generator=generator))
     return model
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache_home(tmp_path_factory):
+    """Weights and exported encoders go to a fresh folder, never the user's cache: a fresh
+    clone's run and a run after others see the same empty cache (servers inherit it)."""
+    patch = pytest.MonkeyPatch()
+    home = tmp_path_factory.mktemp("repvit_sam_home")
+    patch.setenv("REPVIT_SAM_HOME", str(home))
+    yield home
+    patch.undo()
 
 
 @pytest.fixture(scope="session")

@@ -264,3 +264,50 @@ def test_channels_last_torch_encoder_uses_portable_squeeze_excite(model):
     encoder = make_encoder(copy.deepcopy(model), "torch")
     blocks = [m for m in encoder.encoder.modules() if isinstance(m, SqueezeExcite)]
     assert blocks and all(m.portable for m in blocks)
+
+
+@pytest.mark.parametrize("backend", [b for b in ("onnxruntime", "openvino") if is_available(b)])
+def test_exported_encoder_is_cached_by_weights(model, images, backend, tmp_path, monkeypatch):
+    from repvit_sam import onnx_export
+
+    exports = []
+    real_export = onnx_export.export_encoder
+    monkeypatch.setattr(
+        onnx_export, "export_encoder", lambda *a, **k: exports.append(a) or real_export(*a, **k)
+    )
+    first = make_encoder(copy.deepcopy(model), backend, cache_dir=tmp_path)
+    second = make_encoder(copy.deepcopy(model), backend, cache_dir=tmp_path)
+    assert len(exports) == 1 and first.path == second.path
+    torch.testing.assert_close(first(images), second(images), rtol=0, atol=0)
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.image_encoder.neck[0].weight.mul_(2)
+    third = make_encoder(other, backend, cache_dir=tmp_path)
+    assert len(exports) == 2 and third.path != first.path
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == sorted(
+        {first.path.name, third.path.name}
+    )  # no temporary export left beside them
+
+
+def test_unwritable_encoder_cache_falls_back_to_a_temporary_export(model, tmp_path):
+    if not is_available("onnxruntime"):
+        pytest.skip("onnxruntime is not installed")
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the cache folder should be")
+    encoder = make_encoder(copy.deepcopy(model), "onnxruntime", cache_dir=blocked / "encoders")
+    assert encoder.path.is_file() and blocked not in encoder.path.parents
+
+
+def test_a_backend_without_onnx_is_unavailable(monkeypatch):
+    from repvit_sam import runtimes
+
+    real_find_spec = runtimes.importlib.util.find_spec
+    monkeypatch.setattr(
+        runtimes.importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "onnx" else real_find_spec(name, *args),
+    )
+    assert not is_available("openvino") and not is_available("onnxruntime")
+    assert resolve_backend("auto", torch.device("cpu")) == "torch"
+    with pytest.raises(InvalidInputError, match=r"needs onnx.*repvit-sam\[openvino\]"):
+        resolve_backend("openvino", torch.device("cpu"))

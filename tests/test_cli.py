@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -114,7 +116,7 @@ def test_missing_image(tmp_path, small_checkpoint, capsys):
             "--point",
             "1,1",
             "-o",
-            "o.png",
+            str(tmp_path / "o.png"),
             *_model_args(small_checkpoint),
         ]
     )
@@ -198,3 +200,43 @@ def test_eval_edges_limit_must_be_positive(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["eval-edges", str(tmp_path), "--limit", "-1"])
     assert exit_.value.code == 2 and "--limit" in capsys.readouterr().err
+
+
+def test_help_imports_neither_torch_nor_the_service():
+    # --help must answer at once: the commands import their work only when they run.
+    script = (
+        "import sys, contextlib, io\n"
+        "from repvit_sam.cli import main\n"
+        "for argv in (['--help'], ['serve', '--help'], ['amg', '--help'], ['distill', '--help']):\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "        main(argv)\n"
+        "heavy = {'torch', 'fastapi', 'segment_anything', 'pydantic_settings'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (["segment", "--help"], ["(default: auto)", "(default: m2_3)", "(default: cpu)"]),
+        (["amg", "--help"], ["(default: 32)", "(default: 0.88)", "(default: 0.95)"]),
+        (["serve", "--help"], ["--backend", "REPVIT_SAM_BACKEND"]),
+    ],
+)
+def test_help_shows_defaults(argv, shown, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    text = " ".join(capsys.readouterr().out.split())
+    for words in shown:
+        assert words in text
+
+
+def test_commands_refuse_a_backend_they_cannot_run(monkeypatch, tmp_path, image_path, capsys):
+    from repvit_sam import backends
+
+    monkeypatch.setattr(backends, "missing_modules", lambda backend: ["openvino"])
+    argv = ["segment", str(image_path), "--point", "10,10", "-o", str(tmp_path / "m.png")]
+    assert main([*argv, "--backend", "openvino"]) == 2
+    assert "backend 'openvino' needs openvino" in capsys.readouterr().err

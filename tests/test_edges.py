@@ -12,6 +12,7 @@ from PIL import Image
 
 from repvit_sam import EdgeDetector, InvalidInputError, RepViTSAM, build_repvit_sam
 from repvit_sam import cli as cli_module
+from repvit_sam.cli import common as cli_common
 from repvit_sam.edge_eval import default_thresholds, evaluate_image, load_ground_truth, summarize
 from repvit_sam.edges import edge_map_from_logits
 from repvit_sam.visualize import mask_outline
@@ -139,7 +140,7 @@ def test_detector_takes_numpy_numbers_as_the_mask_generator_does(model):
 
 
 def test_amg_and_edges_commands(model, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli_module, "load_sam", lambda args: RepViTSAM.from_model(model))
+    monkeypatch.setattr(cli_common, "load_sam", lambda args: RepViTSAM.from_model(model))
     folder = tmp_path / "in"
     folder.mkdir()
     Image.fromarray(skimage.data.coffee()[::4, ::4].copy()).save(folder / "coffee.png")

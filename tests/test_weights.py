@@ -134,3 +134,28 @@ def test_checkpoint_built_from_downloaded_file_works(
     model = build_repvit_sam(path, variant="m0_9")
     expected = torch.load(small_checkpoint, weights_only=True)["mask_decoder.iou_token.weight"]
     assert torch.equal(model.mask_decoder.iou_token.weight, expected)
+
+
+def test_mirror_from_environment(server, small_weights, small_checkpoint, tmp_path, monkeypatch):
+    url, handler = server
+    handler.files["/mirror/small.pt"] = small_checkpoint.read_bytes()
+    monkeypatch.setenv(weights.MIRROR_ENV, f"{url}/mirror/small.pt")
+    path = download_weights("small", tmp_path, progress=False)
+    assert path.read_bytes() == small_checkpoint.read_bytes()
+
+
+def test_failed_download_says_how_to_do_without_it(server, small_weights, tmp_path):
+    url, _ = server
+    with pytest.raises(WeightsDownloadError) as caught:
+        download_weights("small", tmp_path, url=f"{url}/absent.pt", progress=False)
+    message = str(caught.value)
+    assert message.startswith(f"download of {url}/absent.pt failed")
+    for advice in (
+        "--checkpoint PATH",
+        "REPVIT_SAM_CHECKPOINT=PATH",
+        "RepViTSAM(PATH)",
+        str(tmp_path / "small.pt"),
+        "$REPVIT_SAM_WEIGHTS_URL=URL",
+        "repvit-sam download --url URL",
+    ):
+        assert advice in message

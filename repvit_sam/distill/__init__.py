@@ -10,11 +10,25 @@ The workflow, each step also a ``repvit-sam distill`` subcommand::
 Steps 1 and 2 run on several processes or GPUs under ``torchrun``.
 """
 
-from .embed import EmbedConfig, compute_teacher_embeddings
-from .evaluate import EvalReport, evaluate
-from .export import export_student
-from .teacher import TEACHERS, TeacherConfig, get_teacher, preprocess
-from .train import TrainConfig, TrainResult, train
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
+
+# Imported on first use: the command line registers `distill` without importing torch.
+_EXPORTS = {
+    "EmbedConfig": ".embed",
+    "compute_teacher_embeddings": ".embed",
+    "EvalReport": ".evaluation",
+    "evaluate": ".evaluation",
+    "export_student": ".export",
+    "TEACHERS": ".teacher",
+    "TeacherConfig": ".teacher",
+    "get_teacher": ".teacher",
+    "preprocess": ".teacher",
+    "TrainConfig": ".training",
+    "TrainResult": ".training",
+    "train": ".training",
+}
 
 __all__ = [
     "TEACHERS",
@@ -30,3 +44,12 @@ __all__ = [
     "preprocess",
     "train",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from .embed import EmbedConfig, compute_teacher_embeddings
+    from .evaluation import EvalReport, evaluate
+    from .export import export_student
+    from .teacher import TEACHERS, TeacherConfig, get_teacher, preprocess
+    from .training import TrainConfig, TrainResult, train

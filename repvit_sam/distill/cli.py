@@ -18,8 +18,8 @@ logger = logging.getLogger(__name__)
 TEACHER_HELP = "teacher: vit_h, vit_l or vit_b (tiny: a 2-block test teacher at 64px)"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Adds the ``distill`` command group to the top-level subparsers."""
+def register(sub: argparse._SubParsersAction) -> None:
+    """Adds the ``distill`` command group to ``repvit-sam`` (entry point ``repvit_sam.cli``)."""
     distill = sub.add_parser(
         "distill",
         help="distil a RepViT encoder from a SAM teacher (teacher-embed, train, export, evaluate)",
@@ -27,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "student to match them, export it as a RepViT-SAM checkpoint, evaluate it. "
         "Run under `torchrun -m repvit_sam.cli distill ...` for several processes or GPUs.",
     )
+    distill.set_defaults(run=run)
     steps = distill.add_subparsers(dest="distill_command", required=True)
 
     embed = steps.add_parser("teacher-embed", help="precompute teacher embeddings (resumable)")
@@ -119,7 +120,7 @@ def _teacher_embed(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, train
+    from .training import TrainConfig, train
 
     result = train(
         TrainConfig(
@@ -160,7 +161,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate
+    from .evaluation import evaluate
 
     report = evaluate(
         args.images,

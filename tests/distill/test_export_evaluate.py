@@ -6,7 +6,7 @@ import torch
 
 from repvit_sam import CheckpointError, Predictor, build_repvit_sam, load_image
 from repvit_sam.distill import evaluate, export_student
-from repvit_sam.distill.evaluate import boxes_from_masks, mask_iou
+from repvit_sam.distill.evaluation import boxes_from_masks, mask_iou
 
 from .conftest import write_images
 

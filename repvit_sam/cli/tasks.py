@@ -1,4 +1,4 @@
-"""The ``amg``, ``edges`` and ``eval-edges`` subcommands (registered in ``repvit_sam.cli``)."""
+"""``repvit-sam amg``, ``edges`` and ``eval-edges``: everything mode over images and folders."""
 
 from __future__ import annotations
 
@@ -11,32 +11,35 @@ from typing import Any
 
 import numpy as np
 
-from .edge_eval import IMAGE_SUFFIXES
-from .errors import InvalidInputError
+from ..amg_params import AmgParams
+from ..errors import InvalidInputError
+from ..image_io import IMAGE_SUFFIXES
+from . import common
 
 METADATA_HEADER = (
     "id,area,bbox_x0,bbox_y0,bbox_w,bbox_h,point_input_x,point_input_y,predicted_iou,"
     "stability_score,crop_box_x0,crop_box_y0,crop_box_w,crop_box_h"
 )
-AMG_OPTIONS: tuple[tuple[str, type, str], ...] = (
-    ("points_per_side", int, "grid points per image side (default 32)"),
-    ("points_per_batch", int, "prompts decoded together (default 64)"),
-    ("pred_iou_thresh", float, "keep masks with predicted IoU above this (default 0.88)"),
-    ("stability_score_thresh", float, "keep masks at least this stable (default 0.95)"),
-    ("stability_score_offset", float, "logit offset of the stability score (default 1.0)"),
-    ("box_nms_thresh", float, "duplicate removal box IoU (default 0.7)"),
-    ("crop_n_layers", int, "extra layers of image crops (default 0)"),
-    ("crop_nms_thresh", float, "duplicate removal between crops (default 0.7)"),
-    ("crop_overlap_ratio", float, "overlap of crops (default 512/1500)"),
-    ("crop_n_points_downscale_factor", int, "point grid shrink per crop layer (default 1)"),
-    ("min_mask_region_area", int, "remove holes/islands smaller than this (default 0)"),
-)
+# Help of AmgParams' options that the command line exposes; defaults come from AmgParams.
+AMG_HELP = {
+    "points_per_side": "grid points per image side",
+    "points_per_batch": "prompts decoded together",
+    "pred_iou_thresh": "keep masks with predicted IoU above this",
+    "stability_score_thresh": "keep masks at least this stable",
+    "stability_score_offset": "logit offset of the stability score",
+    "box_nms_thresh": "duplicate removal box IoU",
+    "crop_n_layers": "extra layers of image crops",
+    "crop_nms_thresh": "duplicate removal between crops",
+    "crop_overlap_ratio": "overlap of crops",
+    "crop_n_points_downscale_factor": "point grid shrink per crop layer",
+    "min_mask_region_area": "remove holes/islands smaller than this",
+}
 
 
-def add_task_parsers(
-    sub: argparse._SubParsersAction, add_model_options: Callable[[argparse.ArgumentParser], None]
-) -> None:
-    amg = sub.add_parser("amg", help="segment everything: masks for an image or a folder")
+def register(sub: argparse._SubParsersAction) -> None:
+    amg = common.add_command(
+        sub, "amg", run_amg, help="segment everything: masks for an image or a folder"
+    )
     amg.add_argument("input", type=Path, help="image or folder of images")
     amg.add_argument("output", type=Path, help="folder to write to")
     amg.add_argument(
@@ -45,29 +48,37 @@ def add_task_parsers(
         help="write one COCO-style JSON (RLE masks) per image instead of PNGs + metadata.csv",
     )
     amg.add_argument("--overlay", action="store_true", help="also write NAME_overlay.png")
-    for name, kind, text in AMG_OPTIONS:
-        amg.add_argument("--" + name.replace("_", "-"), type=kind, help=text)
-    add_model_options(amg)
+    defaults = AmgParams()
+    for name, text in AMG_HELP.items():
+        default = getattr(defaults, name)
+        amg.add_argument(
+            "--" + name.replace("_", "-"), type=type(default), default=default, help=text
+        )
+    common.add_model_options(amg)
 
-    edges = sub.add_parser("edges", help="edge maps (SAM's zero-shot protocol) as 8-bit PNGs")
+    edges = common.add_command(
+        sub, "edges", run_edges, help="edge maps (SAM's zero-shot protocol) as 8-bit PNGs"
+    )
     edges.add_argument("input", type=Path, help="image or folder of images")
     edges.add_argument("output", type=Path, help="folder to write NAME.png edge maps to")
     edges.add_argument("--overlay", action="store_true", help="also write NAME_overlay.png")
-    edges.add_argument("--points-per-side", type=int, default=16, help="prompt grid (16)")
-    edges.add_argument("--nms-thresh", type=float, default=0.7, help="mask NMS box IoU (0.7)")
-    add_model_options(edges)
+    edges.add_argument("--points-per-side", type=int, default=16, help="prompt grid")
+    edges.add_argument("--nms-thresh", type=float, default=0.7, help="mask NMS box IoU")
+    common.add_model_options(edges)
 
-    evaluate = sub.add_parser(
-        "eval-edges", help="ODS/OIS/AP of edge maps on a BSDS500-layout folder"
+    evaluate = common.add_command(
+        sub, "eval-edges", run_eval_edges, help="ODS/OIS/AP of edge maps on a BSDS500-layout folder"
     )
     evaluate.add_argument("data", type=Path, help="folder with images/ and groundTruth/")
     evaluate.add_argument("--split", help="subfolder of images/ and groundTruth/, e.g. test")
     evaluate.add_argument(
         "--predictions", type=Path, help="folder of NAME.png edge maps (default: run the model)"
     )
-    evaluate.add_argument("--thresholds", type=int, default=99, help="thresholds (99)")
-    evaluate.add_argument("--limit", type=_positive_int, help="evaluate only the first N images")
-    add_model_options(evaluate)
+    evaluate.add_argument("--thresholds", type=int, default=99, help="thresholds")
+    evaluate.add_argument(
+        "--limit", type=common.positive_int, help="evaluate only the first N images"
+    )
+    common.add_model_options(evaluate)
 
 
 def _images(path: Path) -> list[Path]:
@@ -95,18 +106,17 @@ def _progress_bars(paths: list[Path], what: str) -> Iterator[tuple[Path, Callabl
             yield path, report
 
 
-def run_amg(args: argparse.Namespace, load_sam: Callable) -> int:
+def run_amg(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from .amg import MaskGenerator
-    from .image_io import load_image
-    from .visualize import overlay_masks
+    from ..amg import MaskGenerator
+    from ..image_io import load_image
+    from ..visualize import overlay_masks
 
-    params = {name: getattr(args, name) for name, _, _ in AMG_OPTIONS}
-    params = {k: v for k, v in params.items() if v is not None}
+    params = {name: getattr(args, name) for name in AMG_HELP}
     params["output_mode"] = "coco_rle" if args.json else "binary_mask"
     paths = _images(args.input)
-    sam = load_sam(args)
+    sam = common.load_sam(args)
     generator = MaskGenerator(sam.model, encoder=sam.predictor.encoder, **params)
     args.output.mkdir(parents=True, exist_ok=True)
     for path, report in _progress_bars(paths, "amg"):
@@ -160,14 +170,14 @@ def _write_masks(folder: Path, records: list[dict[str, Any]]) -> None:
             )
 
 
-def run_edges(args: argparse.Namespace, load_sam: Callable) -> int:
+def run_edges(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from .edges import EdgeDetector
-    from .image_io import load_image
+    from ..edges import EdgeDetector
+    from ..image_io import load_image
 
     paths = _images(args.input)
-    sam = load_sam(args)
+    sam = common.load_sam(args)
     detector = EdgeDetector(
         sam.model, points_per_side=args.points_per_side, nms_thresh=args.nms_thresh
     )
@@ -192,10 +202,10 @@ def overlay_edges(image: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.clip(picture, 0, 255).astype(np.uint8)
 
 
-def run_eval_edges(args: argparse.Namespace, load_sam: Callable) -> int:
+def run_eval_edges(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from .edge_eval import default_thresholds, evaluate_image, find_dataset, load_ground_truth
+    from ..edge_eval import default_thresholds, evaluate_image, find_dataset, load_ground_truth
 
     if args.thresholds < 1:
         raise InvalidInputError(f"--thresholds must be positive, got {args.thresholds}")
@@ -203,9 +213,9 @@ def run_eval_edges(args: argparse.Namespace, load_sam: Callable) -> int:
     thresholds = default_thresholds(args.thresholds)
     detector = None
     if args.predictions is None:
-        from .edges import EdgeDetector
+        from ..edges import EdgeDetector
 
-        sam = load_sam(args)
+        sam = common.load_sam(args)
         detector = EdgeDetector(sam.model, encoder=sam.predictor.encoder)
     from tqdm import tqdm
 
@@ -218,18 +228,11 @@ def run_eval_edges(args: argparse.Namespace, load_sam: Callable) -> int:
                 raise FileNotFoundError(f"no edge map {prediction} for image {image_path}")
             edge_map = np.asarray(Image.open(prediction).convert("L"))
         else:
-            from .image_io import load_image
+            from ..image_io import load_image
 
             edge_map = detector.detect(load_image(image_path)).edges
         counts.append(evaluate_image(edge_map, truths, thresholds))
-    from .edge_eval import summarize
+    from ..edge_eval import summarize
 
     print(json.dumps(summarize(counts, thresholds).as_dict()))
     return 0
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value

@@ -1,0 +1,109 @@
+"""``repvit-sam serve``: the service's command, registered through the ``repvit_sam.cli``
+entry-point group. Everything a start needs is checked before uvicorn starts, so that a bad
+setting is one line and exit status 2, never a server that answers 503 forever."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from repvit_sam.cli.common import add_command
+from repvit_sam.errors import InvalidInputError
+from repvit_sam.runtimes import BACKENDS
+
+# Flags that override the REPVIT_SAM_<NAME> setting of the same name.
+_FLAGS = ("host", "port", "checkpoint", "variant", "device", "backend")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    serve = add_command(
+        sub,
+        "serve",
+        run_serve,
+        help="run the HTTP service (pip install 'repvit-sam[server]')",
+        description="Runs the HTTP service with uvicorn. Options override REPVIT_SAM_* settings; "
+        "every other setting is a REPVIT_SAM_* variable (see the README).",
+    )
+    serve.add_argument("--host", help="address to bind (REPVIT_SAM_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (REPVIT_SAM_PORT, default 8000)")
+    serve.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="checkpoint (REPVIT_SAM_CHECKPOINT; default: the official weights, downloaded "
+        "once before the server starts, from REPVIT_SAM_WEIGHTS_URL where set)",
+    )
+    serve.add_argument("--variant", help="encoder variant of the checkpoint (default m2_3)")
+    serve.add_argument("--device", help="cpu, cuda, cuda:1, ... (default cpu)")
+    serve.add_argument(
+        "--backend", choices=BACKENDS, help="image encoder runtime (REPVIT_SAM_BACKEND; auto)"
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    # The service reads its settings from the environment, the flags included.
+    for name in _FLAGS:
+        if getattr(args, name) is not None:
+            os.environ[f"REPVIT_SAM_{name.upper()}"] = str(getattr(args, name))
+    settings = check_serve_settings()
+    # A server logs its lifecycle (model loaded, cache state) unless told to be quieter.
+    logging.getLogger().setLevel(os.environ.get("REPVIT_SAM_LOG_LEVEL", "INFO").upper())
+    # On SIGTERM uvicorn stops accepting, lets requests in flight finish (up to this long),
+    # then runs the app's shutdown.
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+    )
+    return 0
+
+
+def check_serve_settings() -> Any:
+    """The service's settings from the ``REPVIT_SAM_*`` environment, with what a start needs:
+    valid values, a device of this machine, the backend's runtime, and the checkpoint (a file
+    of ``REPVIT_SAM_VARIANT``, or the official weights, downloaded here where absent).
+
+    Raises:
+        InvalidInputError: A setting is invalid or its runtime is missing (the message names the
+            variable and what to install).
+        CheckpointError: The file is missing, unreadable or not of ``REPVIT_SAM_VARIANT``.
+        WeightsDownloadError: The official weights are not cached and cannot be downloaded (the
+            message says how to do without).
+    """
+    from pydantic import ValidationError
+
+    from repvit_sam.backends import resolve_backend
+    from repvit_sam.build import build_repvit_sam, resolve_device
+    from repvit_sam.weights import download_weights
+
+    from .settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as err:
+        problems = "; ".join(
+            f"REPVIT_SAM_{'_'.join(str(part) for part in e['loc']).upper()}: {e['msg']}"
+            for e in err.errors()
+        )
+        raise InvalidInputError(problems) from None
+    level = os.environ.get("REPVIT_SAM_LOG_LEVEL", "INFO").upper()
+    if not isinstance(logging.getLevelName(level), int):
+        raise InvalidInputError(f"REPVIT_SAM_LOG_LEVEL: unknown level {level!r}")
+    try:
+        resolve_backend(settings.backend, resolve_device(settings.device))
+    except InvalidInputError as err:
+        raise InvalidInputError(f"REPVIT_SAM_BACKEND: {err}") from None
+    if settings.checkpoint is not None:
+        build_repvit_sam(
+            settings.checkpoint, variant=settings.variant, image_size=settings.image_size
+        )
+    else:
+        download_weights()
+    return settings
