@@ -14,13 +14,16 @@ from service_helpers import TEST_IMAGE_SIZE, TEST_VARIANT, encode, make_image
 
 from app import inference
 from repvit_sam import Predictor, build_repvit_sam
+from tests.comparisons import LOGIT_ATOL, assert_masks_match_logits
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(scope="module")
 def predictor(checkpoint) -> Predictor:
-    """The library's Predictor on the same checkpoint, built independently of the app."""
+    """The library's Predictor on the same checkpoint, built independently of the app. It
+    encodes contiguously, the service channels-last: the same function, other roundings, so
+    masks are compared where the logit is clear of 0 (tests.comparisons)."""
     model = build_repvit_sam(
         checkpoint, variant=TEST_VARIANT, image_size=TEST_IMAGE_SIZE, fuse=True
     )
@@ -53,19 +56,27 @@ async def test_masks_equal_predictor_masks(
     points = np.array(prompt["points"]) if "points" in prompt else None
     labels = np.array(prompt.get("labels", [1] * len(prompt.get("points", []))))
     boxes = np.array(prompt["boxes"]) if "boxes" in prompt else None
-    masks, scores, _ = predictor.predict(
-        points, labels if points is not None else None, boxes, None, multimask, embedding=embedding
+    logits, scores, low_res = predictor.predict(
+        points,
+        labels if points is not None else None,
+        boxes,
+        None,
+        multimask,
+        return_logits=True,
+        embedding=embedding,
     )
     num_prompts = len(prompt.get("boxes", [None]))
-    masks = masks.reshape(num_prompts, -1, 120, 160)
+    logits = logits.reshape(num_prompts, -1, 120, 160)
     scores = scores.reshape(num_prompts, -1)
-    candidates = masks.shape[1]
+    candidates = logits.shape[1]
+    served = np.load(io.BytesIO((await client.get(f"/logits/{answer['logits_id']}")).content))
+    np.testing.assert_allclose(served, low_res.reshape(served.shape), atol=LOGIT_ATOL)
     assert len(answer["masks"]) == num_prompts * candidates
     for index, item in enumerate(answer["masks"]):
         prompt_index, candidate = divmod(index, candidates)
         assert item["prompt"] == prompt_index
         decoded = rle_mask(item["segmentation"])
-        np.testing.assert_array_equal(decoded, masks[prompt_index, candidate])
+        assert_masks_match_logits(decoded, logits[prompt_index, candidate], LOGIT_ATOL)
         assert item["area"] == int(decoded.sum())
         assert item["score"] == pytest.approx(float(scores[prompt_index, candidate]), abs=1e-5)
         ys, xs = np.nonzero(decoded)
@@ -106,14 +117,18 @@ async def test_refinement_with_mask_input_id(client, image, embedding_id, predic
         },
     )
     assert second.status_code == 200, second.text
-    masks, _, _ = predictor.predict(
+    expected, _, low_res = predictor.predict(
         np.array([[60, 40]]),
         np.array([1]),
         mask_input=logits[0, best][None],
         multimask_output=False,
+        return_logits=True,
         embedding=predictor.embed(image),
     )
-    np.testing.assert_array_equal(rle_mask(second.json()["masks"][0]["segmentation"]), masks[0])
+    refined = await client.get(f"/logits/{second.json()['logits_id']}")
+    np.testing.assert_allclose(np.load(io.BytesIO(refined.content))[0], low_res, atol=LOGIT_ATOL)
+    decoded = rle_mask(second.json()["masks"][0]["segmentation"])
+    assert_masks_match_logits(decoded, expected[0], LOGIT_ATOL)
 
 
 async def test_one_shot_multipart_segment(client, png, embedding_id):
