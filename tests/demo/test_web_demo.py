@@ -131,6 +131,11 @@ OVERLAY_ALPHA = """() => {
 }"""
 
 
+# Resolves once a frame has been rendered after this call, and with it the ResizeObserver
+# callbacks of that frame: a wait for the page, not for a time.
+AFTER_NEXT_FRAME = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+
+
 def overlay_mask(page: Any) -> np.ndarray:
     """HxW bool: the overlay canvas's non-transparent pixels."""
     width, height, data = page.evaluate(OVERLAY_ALPHA)
@@ -314,7 +319,7 @@ def test_click_box_everything_and_errors_in_chromium(page: Any) -> None:
     page.check("input[name=view][value=prompt]")
     for width, height in [(1920, 1080), (1024, 700)]:
         page.set_viewport_size({"width": width, "height": height})
-        page.wait_for_timeout(100)
+        page.evaluate(AFTER_NEXT_FRAME)  # fitStage runs from a ResizeObserver: let it
         box = page.locator("#image-canvas").bounding_box()
         assert box["x"] + box["width"] <= width and box["y"] + box["height"] <= height
         assert box["width"] >= 0.5 * (width - 360) or box["height"] >= 0.5 * height
