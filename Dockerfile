@@ -23,6 +23,7 @@ RUN TORCH_INDEX_URL="$TORCH_INDEX_URL" TORCH_VERSION="$TORCH_VERSION" \
     TORCHVISION_VERSION="$TORCHVISION_VERSION" sh deploy/install.sh torch
 COPY pyproject.toml README.md ./
 COPY repvit_sam repvit_sam
+COPY client client
 COPY app app
 RUN sh deploy/install.sh project
 

@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from repvit_sam.assembly import resolve_variant
 from repvit_sam.build import resolve_device
-from repvit_sam.modeling import get_variant
 
 MiB = 1 << 20
 
@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     @field_validator("variant")
     @classmethod
     def _check_variant(cls, value: str) -> str:
-        get_variant(value)
+        resolve_variant(value)
         return value
 
     @field_validator("device")

@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 # package (the CLI's --help, the torch-free client, the errors) does not import torch.
 _EXPORTS = {
     "MaskGenerator": ".amg",
-    "Prediction": ".api",
+    "Prediction": ".prediction",
     "RepViTSAM": ".api",
     "build_repvit_sam": ".build",
     "fuse": ".build",
@@ -88,7 +88,7 @@ if TYPE_CHECKING:
     from repvit_sam_client import RemoteError
 
     from .amg import MaskGenerator
-    from .api import Prediction, RepViTSAM
+    from .api import RepViTSAM
     from .build import build_repvit_sam, fuse
     from .edges import EdgeDetector, EdgeMap, edge_map_from_logits
     from .embedding import ImageEmbedding
@@ -103,6 +103,7 @@ if TYPE_CHECKING:
     )
     from .image_io import ImageTooLargeError, load_image
     from .modeling import VARIANTS
+    from .prediction import Prediction
     from .predictor import Predictor
     from .progress import CancelledError, DeadlineExceededError
     from .weights import WEIGHTS, default_cache_dir, download_weights

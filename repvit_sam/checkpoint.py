@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .assembly import identify_variant
 from .errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -117,8 +118,6 @@ def describe_checkpoint(state_dict: Mapping[str, torch.Tensor]) -> str:
     if any(k.startswith(("sam_mask_decoder.", "memory_attention.")) for k in keys):
         return "a SAM 2 checkpoint"
     if any(k.startswith("image_encoder.features.") for k in keys):
-        from .build import identify_variant  # local: build imports this module
-
         found = identify_variant(state_dict)
         if found is None:
             return "a RepViT-SAM checkpoint of an unregistered architecture"

@@ -187,12 +187,15 @@ class ServeProcess:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *options: str) -> None:
-        """Starts the process; ``options`` are ``repvit-sam serve`` command-line options."""
-        command = [sys.executable, "-m", "repvit_sam.cli", "serve", *options]
+    def start(
+        self, *options: str, command: list[str] | None = None, cwd: Path | None = None
+    ) -> None:
+        """Starts the process: ``repvit-sam serve`` with command-line ``options``, or another
+        ``command`` that starts the service (a shell line from the README)."""
+        command = command or [sys.executable, "-m", "repvit_sam.cli", "serve", *options]
         with self.log.open("a") as log:
             self.process = subprocess.Popen(
-                command, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                command, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd
             )
 
     def wait_ready(self, timeout: float = 90) -> None:

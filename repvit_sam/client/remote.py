@@ -11,9 +11,9 @@ import numpy as np
 import repvit_sam_client
 from repvit_sam_client import NotFoundError
 
-from ..api import Prediction
 from ..embedding import ImageEmbedding
 from ..image_io import ImageSource, load_image
+from ..prediction import Prediction
 
 
 class Client(repvit_sam_client.Client):

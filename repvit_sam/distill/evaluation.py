@@ -19,7 +19,8 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 from tqdm import tqdm
 
-from ..build import build_repvit_sam, identify_variant
+from ..assembly import identify_variant
+from ..build import build_repvit_sam
 from ..checkpoint import CheckpointSource, read_state_dict
 from ..errors import CheckpointError
 from ..image_io import load_image

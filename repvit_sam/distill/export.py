@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from ..build import build_repvit_sam, identify_variant
+from ..assembly import identify_variant
+from ..build import build_repvit_sam
 from ..checkpoint import CheckpointSource, StateDict, describe_checkpoint, read_state_dict
 from ..errors import CheckpointError, InvalidInputError
 from .checkpointing import list_checkpoints

@@ -23,7 +23,7 @@ from segment_anything.modeling import (
 )
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from ..build import PIXEL_MEAN, PIXEL_STD, PROMPT_EMBED_DIM, assemble_sam
+from ..assembly import PIXEL_MEAN, PIXEL_STD, PROMPT_EMBED_DIM, assemble_sam
 from ..checkpoint import CheckpointSource, describe_checkpoint, key_differences, read_state_dict
 from ..errors import CheckpointError, InvalidInputError
 

@@ -23,6 +23,7 @@ import importlib.util
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from ..assembly import resolve_variant
 from ..errors import InvalidInputError
-from ..modeling import RepViTImageEncoder, get_variant
+from ..modeling import RepViTImageEncoder
 from . import distributed
 from .checkpointing import list_checkpoints, load_checkpoint, rng_state, save_checkpoint
 from .checkpointing import set_rng_state as restore_rng
@@ -118,7 +120,7 @@ class TrainResult:
 
 def _validate(config: TrainConfig) -> tuple[EmbeddingDataset, RepViTImageEncoder]:
     try:
-        variant = get_variant(config.variant)
+        variant = resolve_variant(config.variant)
     except (ValueError, TypeError) as err:
         raise InvalidInputError(f"--variant: {err}") from err
     if config.augment not in AUGMENTATIONS:
@@ -205,22 +207,7 @@ def _run(
         optimizer,
         lambda s: warmup_cosine(s, config.steps, config.warmup_steps, config.min_lr_ratio),
     )
-    step = 0
-    found = list_checkpoints(ckpt_dir) if config.resume else []
-    if found:
-        state = load_checkpoint(found[-1][1])
-        encoder.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step = int(state["step"])
-        if len(state["rng"]) == env.world_size:
-            restore_rng(state["rng"][env.rank], env.device)
-        else:
-            logger.warning("world size changed since the checkpoint: random streams reseeded")
-            torch.manual_seed(config.seed + 7919 * env.rank + step)
-        logger.info("resumed from %s at step %d", found[-1][1], step)
-    else:
-        torch.manual_seed(config.seed + 7919 * env.rank)
+    step = _resume(config, env, ckpt_dir, encoder, optimizer, scheduler)
     model: nn.Module = encoder
     if env.distributed:
         ids = [env.device.index] if env.device.type == "cuda" else None
@@ -234,24 +221,7 @@ def _run(
         board = config.output / "tensorboard" if config.tensorboard else None
         log = MetricsLog(config.output / "log.jsonl", tensorboard_dir=board, resume_step=step)
     end = min(config.steps, config.stop_after) if config.stop_after is not None else config.steps
-    sampler = StepSampler(
-        len(dataset),
-        config.batch_size,
-        start_step=step,
-        total_steps=end,
-        accumulation=config.accumulation,
-        rank=env.rank,
-        world_size=env.world_size,
-        seed=config.seed,
-        augment=config.augment == "flip",
-    )
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        num_workers=config.num_workers,
-        pin_memory=env.device.type == "cuda",
-        persistent_workers=False,
-    )
+    loader = _loader(config, env, dataset, step, end)
     use_bf16 = config.bf16 and env.device.type == "cuda" and torch.cuda.is_bf16_supported()
     images_per_step = config.batch_size * config.accumulation * env.world_size
     batches = iter(loader)
@@ -267,19 +237,7 @@ def _run(
     with bar:
         while step < end:
             lr = scheduler.get_last_lr()[0]
-            step_loss = 0.0
-            for micro in range(config.accumulation):
-                images, targets = next(batches)
-                images = images.to(env.device, non_blocking=True)
-                targets = targets.to(env.device, non_blocking=True).float()
-                sync = micro == config.accumulation - 1 or not env.distributed
-                with (
-                    contextlib.nullcontext() if sync else model.no_sync(),
-                    torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=use_bf16),
-                ):
-                    loss = F.mse_loss(model(images).float(), targets)
-                    (loss / config.accumulation).backward()
-                step_loss += loss.item() / config.accumulation
+            step_loss = _accumulate_gradients(model, batches, config, env, use_bf16)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -312,6 +270,78 @@ def _run(
     if log is not None:
         log.close()
     return TrainResult(step, last_loss, encoder, config.output)
+
+
+def _resume(
+    config: TrainConfig,
+    env: distributed.DistEnv,
+    ckpt_dir: Path,
+    encoder: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> int:
+    """Restores the newest checkpoint (with ``config.resume``) and seeds; returns its step."""
+    found = list_checkpoints(ckpt_dir) if config.resume else []
+    if not found:
+        torch.manual_seed(config.seed + 7919 * env.rank)
+        return 0
+    state = load_checkpoint(found[-1][1])
+    encoder.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    step = int(state["step"])
+    if len(state["rng"]) == env.world_size:
+        restore_rng(state["rng"][env.rank], env.device)
+    else:
+        logger.warning("world size changed since the checkpoint: random streams reseeded")
+        torch.manual_seed(config.seed + 7919 * env.rank + step)
+    logger.info("resumed from %s at step %d", found[-1][1], step)
+    return step
+
+
+def _loader(
+    config: TrainConfig, env: distributed.DistEnv, dataset: EmbeddingDataset, step: int, end: int
+) -> torch.utils.data.DataLoader:
+    """Batches for this rank from ``step`` to ``end``, the same sequence whether resumed or not."""
+    sampler = StepSampler(
+        len(dataset),
+        config.batch_size,
+        start_step=step,
+        total_steps=end,
+        accumulation=config.accumulation,
+        rank=env.rank,
+        world_size=env.world_size,
+        seed=config.seed,
+        augment=config.augment == "flip",
+    )
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=config.num_workers,
+        pin_memory=env.device.type == "cuda",
+        persistent_workers=False,
+    )
+
+
+def _accumulate_gradients(
+    model: nn.Module, batches: Iterator, config: TrainConfig, env: distributed.DistEnv, bf16: bool
+) -> float:
+    """Backpropagates one step's micro-batches; returns the step's mean loss on this rank."""
+    step_loss = 0.0
+    for micro in range(config.accumulation):
+        images, targets = next(batches)
+        images = images.to(env.device, non_blocking=True)
+        targets = targets.to(env.device, non_blocking=True).float()
+        # Gradients are all-reduced once per step, on its last micro-batch.
+        sync = micro == config.accumulation - 1 or not env.distributed
+        with (
+            contextlib.nullcontext() if sync else model.no_sync(),
+            torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=bf16),
+        ):
+            loss = F.mse_loss(model(images).float(), targets)
+            (loss / config.accumulation).backward()
+        step_loss += loss.item() / config.accumulation
+    return step_loss
 
 
 def _on_cpu(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import InvalidInputError
-
 
 @dataclass(frozen=True)
 class RepViTConfig:
@@ -63,7 +61,5 @@ def get_variant(name: str) -> RepViTConfig:
         raise TypeError(f"variant must be a str, got {type(name).__name__}")
     key = name.lower().removeprefix("repvit_").replace(".", "_")
     if key not in VARIANTS:
-        raise InvalidInputError(
-            f"unknown RepViT variant {name!r}; expected one of {sorted(VARIANTS)}"
-        )
+        raise ValueError(f"unknown RepViT variant {name!r}; expected one of {sorted(VARIANTS)}")
     return VARIANTS[key]
