@@ -32,32 +32,36 @@ def encode_png(mask: np.ndarray) -> str:
     return base64.b64encode(stream.getvalue()).decode("ascii")
 
 
-def encode_polygons(mask: np.ndarray) -> list[list[float]]:
+def encode_polygons(mask: np.ndarray, tolerance: float = 1.0) -> list[list[float]]:
     """Outlines of an HxW bool mask as COCO polygons ``[x0, y0, x1, y1, ...]`` in pixels.
 
-    Each connected region (and hole) gives one closed polygon traced at the 0.5 level between
-    pixel centres, so pixel (x, y) lies at coordinates (x, y).
+    OpenCV traces each connected region and each hole (``findContours``, vertices at the centres
+    of the boundary pixels) and simplifies it with Douglas-Peucker (``approxPolyDP``): no vertex
+    of the traced outline lies farther than ``tolerance`` pixels from the polygon. A traced
+    outline has a vertex per boundary pixel; simplified, a smooth shape keeps a few dozen.
+    Regions that simplify to fewer than 3 vertices (single pixels, thin lines) are dropped.
     """
-    from skimage.measure import find_contours  # only this format needs scikit-image
+    import cv2  # only this format needs OpenCV
 
-    padded = np.pad(mask.astype(np.float32), 1)
+    contours, _ = cv2.findContours(
+        np.ascontiguousarray(mask, dtype=np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE
+    )
     polygons = []
-    for contour in find_contours(padded, 0.5):
-        if len(contour) < 3:
-            continue
-        xy = contour[:, ::-1] - 1.0
-        polygons.append([round(float(v), 2) for v in xy.ravel()])
+    for contour in contours:
+        simplified = cv2.approxPolyDP(contour, tolerance, True) if tolerance > 0 else contour
+        if len(simplified) >= 3:
+            polygons.append([float(v) for v in simplified.reshape(-1)])
     return polygons
 
 
-def encode_mask(mask: np.ndarray, fmt: MaskFormat) -> Any:
+def encode_mask(mask: np.ndarray, fmt: MaskFormat, polygon_tolerance: float = 1.0) -> Any:
     """The ``segmentation`` field of a /segment answer for one HxW bool mask."""
     if fmt == "rle":
         return encode_rle(mask)
     if fmt == "png":
         return encode_png(mask)
     if fmt == "polygons":
-        return encode_polygons(mask)
+        return encode_polygons(mask, polygon_tolerance)
     raise ValueError(f"format must be 'rle', 'png' or 'polygons', got {fmt!r}")
 
 

@@ -6,7 +6,7 @@
     ├── InvalidInputError            422 (bad prompt, mask input, parameter, image content)
     │   ├── InvalidImageError        422 (not an image, truncated, zero bytes)
     │   │   └── ImageTooLargeError   413 (too many pixels, decompression bomb)
-    │   └── PayloadTooLargeError     413 (upload larger than max_upload_bytes)
+    │   └── PayloadTooLargeError     413 (an upload or an answer over its bound)
     └── ServiceError
         ├── NotFoundError            404 (unknown, evicted or deleted id)
         ├── UnauthorizedError        401 (missing or wrong X-API-Key)

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         max_pixels: Largest accepted image in pixels, checked before decoding (413 beyond).
         max_points: Most points in one /segment request (422 beyond).
         max_boxes: Most boxes in one /segment request (422 beyond).
+        max_output_pixels: Most mask pixels one /segment answer may hold (prompts x candidates
+            x image pixels), checked before the decoder runs (413 beyond).
+        polygon_tolerance: Douglas-Peucker tolerance in pixels of ``format: "polygons"``
+            (OpenCV's ``approxPolyDP``); 0 keeps every boundary pixel.
+        max_polygon_points: Most polygon vertices in one /segment answer (413 beyond: ask for
+            ``rle``).
         api_key: When set, every model endpoint requires it in the ``X-API-Key`` header.
         cors_origins: Origins allowed by CORS, comma-separated in the environment.
         queue_size: Model calls waiting or running at most; more get 503 with Retry-After.
@@ -81,6 +87,9 @@ class Settings(BaseSettings):
     max_pixels: int = Field(default=50_000_000, gt=0)
     max_points: int = Field(default=64, gt=0)
     max_boxes: int = Field(default=64, gt=0)
+    max_output_pixels: int = Field(default=1_000_000_000, gt=0)
+    polygon_tolerance: float = Field(default=1.0, ge=0)
+    max_polygon_points: int = Field(default=200_000, gt=0)
     api_key: SecretStr | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     queue_size: int = Field(default=64, gt=0)

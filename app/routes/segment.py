@@ -16,8 +16,10 @@ from repvit_sam import InvalidInputError
 from ..bodies import multipart_schema, read_body, resolve_embedding
 from ..deps import ServiceDep, SettingsDep
 from ..encoding import encode_mask, mask_bbox
+from ..errors import PayloadTooLargeError
 from ..inference import Decoded
 from ..schemas import MaskResult, SegmentRequest, SegmentResponse, error_responses
+from ..settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ async def segment(request: Request, service: ServiceDep, settings: SettingsDep) 
     height, width = embedding.original_size
     _check_inside(body, width, height)
     num_prompts = max(len(body.boxes), 1)
+    _check_output_size(num_prompts * (3 if body.multimask else 1), width, height, settings)
     mask_input = None
     if body.mask_input_id is not None:
         _, mask_input = await service.get_logits(body.mask_input_id, embedding_id)
@@ -96,24 +99,45 @@ async def segment(request: Request, service: ServiceDep, settings: SettingsDep) 
         embedding=embedding_id,
     )
     drawn = service.draw_masks(decoded)  # a generator: drawn in the worker thread
-    masks = await asyncio.to_thread(_mask_results, drawn, decoded, body.format)
+    masks = await asyncio.to_thread(_mask_results, drawn, decoded, body.format, settings)
     logger.debug("segment %s: %d prompts, %d masks", embedding_id, num_prompts, len(masks))
     return SegmentResponse(
         embedding_id=embedding_id, width=width, height=height, masks=masks, logits_id=logits_id
     )
 
 
-def _mask_results(drawn: Iterator[np.ndarray], decoded: Decoded, fmt: Any) -> list[MaskResult]:
-    results = []
+def _check_output_size(num_masks: int, width: int, height: int, settings: Settings) -> None:
+    """Refuses, before the decoder runs, an answer of more mask pixels than allowed."""
+    pixels = num_masks * width * height
+    if pixels > settings.max_output_pixels:
+        raise PayloadTooLargeError(
+            f"{num_masks} masks of {width}x{height} pixels are {pixels} mask pixels, over "
+            f"MAX_OUTPUT_PIXELS ({settings.max_output_pixels}): send fewer boxes, multimask "
+            "false, or a smaller image"
+        )
+
+
+def _mask_results(
+    drawn: Iterator[np.ndarray], decoded: Decoded, fmt: Any, settings: Settings
+) -> list[MaskResult]:
+    results, vertices = [], 0
     for prompt, (masks, scores) in enumerate(zip(drawn, decoded.scores, strict=True)):
         for mask, score in zip(masks, scores, strict=True):
+            segmentation = encode_mask(mask, fmt, settings.polygon_tolerance)
+            if fmt == "polygons":
+                vertices += sum(len(polygon) // 2 for polygon in segmentation)
+                if vertices > settings.max_polygon_points:
+                    raise PayloadTooLargeError(
+                        f"format 'polygons': the outlines have over {settings.max_polygon_points} "
+                        "vertices (MAX_POLYGON_POINTS); ask for format 'rle'"
+                    )
             results.append(
                 MaskResult(
                     prompt=prompt,
                     score=float(score),
                     area=int(mask.sum()),
                     bbox=mask_bbox(mask),
-                    segmentation=encode_mask(mask, fmt),
+                    segmentation=segmentation,
                 )
             )
     return results

@@ -315,3 +315,34 @@ async def test_an_upload_and_an_embedding_id_together_are_refused(client, embedd
     response = await client.post("/segment", files=files, data=form)
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "request", "embedding_id"]
+
+
+async def test_polygons_are_simplified_and_bounded(app, client, embedding_id, monkeypatch):
+    settings = app.state.settings
+    base = {"embedding_id": embedding_id, "boxes": [[30, 20, 90, 70]], "format": "polygons"}
+    monkeypatch.setattr(settings, "polygon_tolerance", 0.0)
+    traced = (await client.post("/segment", json=base)).json()["masks"][0]["segmentation"]
+    assert traced, "the test model's mask for this box is empty: pick another box"
+    monkeypatch.setattr(settings, "polygon_tolerance", 1.0)
+    simplified = (await client.post("/segment", json=base)).json()["masks"][0]["segmentation"]
+    assert sum(map(len, simplified)) < sum(map(len, traced))
+    monkeypatch.setattr(settings, "max_polygon_points", 2)
+    refused = await client.post("/segment", json=base)
+    assert refused.status_code == 413
+    assert "MAX_POLYGON_POINTS" in refused.json()["detail"]
+
+
+async def test_answers_over_the_output_bound_are_refused_before_decoding(
+    app, client, embedding_id, monkeypatch
+):
+    service = app.state.service
+    monkeypatch.setattr(app.state.settings, "max_output_pixels", 3 * 160 * 120 - 1)
+
+    async def never(*args, **kwargs):
+        raise AssertionError("the decoder ran for a request over the output bound")
+
+    monkeypatch.setattr(service, "decode", never)
+    body = {"embedding_id": embedding_id, "points": [[40, 30]], "multimask": True}
+    refused = await client.post("/segment", json=body)
+    assert refused.status_code == 413
+    assert "MAX_OUTPUT_PIXELS" in refused.json()["detail"]
