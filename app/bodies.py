@@ -7,6 +7,7 @@ its ``request`` field (one-shot use).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -19,10 +20,13 @@ from starlette.datastructures import UploadFile
 from repvit_sam import ImageEmbedding
 
 from .deps import read_image
+from .errors import PayloadTooLargeError, UnsupportedMediaTypeError
 from .inference import InferenceService
 from .settings import Settings
 
 BodyT = TypeVar("BodyT", bound=BaseModel)
+# Larger JSON is parsed on a worker thread: a megabyte of points takes the loop ~100 ms.
+_PARSE_INLINE_BYTES = 64 << 10
 
 
 def multipart_schema(example: str, description: str) -> dict[str, Any]:
@@ -48,12 +52,44 @@ def parse_body(
         raise RequestValidationError([{**e, "loc": (*loc, *e["loc"])} for e in errors]) from None
 
 
+async def parse_json(
+    model: type[BodyT],
+    raw: str | bytes,
+    loc: tuple[str, ...],
+    context: Mapping[str, Any],
+    settings: Settings,
+) -> BodyT:
+    """``parse_body`` within ``max_json_bytes``, large bodies off the event loop."""
+    if len(raw) > settings.max_json_bytes:
+        raise PayloadTooLargeError(
+            f"the JSON {'/'.join(loc)} is {len(raw)} bytes, over max_json_bytes="
+            f"{settings.max_json_bytes}"
+        )
+    if len(raw) <= _PARSE_INLINE_BYTES:
+        return parse_body(model, raw, loc, context)
+    return await asyncio.to_thread(parse_body, model, raw, loc, context)
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
 async def read_body(
     request: Request, model: type[BodyT], settings: Settings, context: Mapping[str, Any]
 ) -> tuple[BodyT, np.ndarray | None]:
-    """The validated body and, for a multipart request, the decoded HxWx3 uint8 image."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        return parse_body(model, await request.body(), ("body",), context), None
+    """The validated body and, for a multipart request, the decoded HxWx3 uint8 image.
+
+    Raises:
+        UnsupportedMediaTypeError: Neither ``application/json`` nor ``multipart/form-data``
+            (a form a web page could post cross-site without a preflight is refused).
+    """
+    kind = media_type(request)
+    if kind == "application/json":
+        return await parse_json(model, await request.body(), ("body",), context, settings), None
+    if kind != "multipart/form-data":
+        raise UnsupportedMediaTypeError(
+            f"Content-Type must be application/json or multipart/form-data, got {kind or 'none'!r}"
+        )
     form = await request.form()
     upload, raw = form.get("image"), form.get("request", "{}")
     if not isinstance(upload, UploadFile):
@@ -64,7 +100,7 @@ async def read_body(
         raise RequestValidationError(
             [{"loc": ("body", "request"), "msg": "must be a JSON string", "type": "string_type"}]
         )
-    body = parse_body(model, raw, ("body", "request"), context)
+    body = await parse_json(model, raw, ("body", "request"), context, settings)
     if getattr(body, "embedding_id", None) is not None:
         # The upload is the image: an id beside it would be silently ignored.
         raise RequestValidationError(
@@ -76,7 +112,7 @@ async def read_body(
                 }
             ]
         )
-    return body, await read_image(upload, settings)
+    return body, await read_image(upload, settings, request.app.state.service)
 
 
 async def resolve_embedding(

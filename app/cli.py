@@ -52,17 +52,62 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = check_serve_settings()
     # A server logs its lifecycle (model loaded, cache state) unless told to be quieter.
     logging.getLogger().setLevel(os.environ.get("REPVIT_SAM_LOG_LEVEL", "INFO").upper())
-    # On SIGTERM uvicorn stops accepting, lets requests in flight finish (up to this long),
-    # then runs the app's shutdown.
-    uvicorn.run(
+    config = uvicorn.Config(
         "app.main:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
         log_level="info",
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+        # Direct exposure without a proxy: h11 bounds the request head (httptools does not),
+        # idle keep-alive connections are closed, and connections beyond the bound get 503.
+        http="h11",
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        timeout_keep_alive=5,
+        limit_concurrency=settings.max_connections,
     )
+    DrainingServer(config).run()
     return 0
+
+
+class DrainingServer:
+    """uvicorn's server, draining the service on SIGTERM and exiting 0 after it.
+
+    On the first SIGTERM or SIGINT, before uvicorn stops accepting connections, the service
+    refuses the queued model calls that cannot finish within ``SHUTDOWN_TIMEOUT_SECONDS`` (less
+    a second for the answers to go out) with 503 and Retry-After, so that a load balancer
+    retries them elsewhere, and the rest finish; uvicorn then waits for them and exits. A
+    shutdown asked for is a success: the process exits 0, not by the signal (143).
+    """
+
+    def __init__(self, config: Any) -> None:
+        import uvicorn
+
+        class _Server(uvicorn.Server):
+            def handle_exit(server, sig: int, frame: Any) -> None:
+                if not server.should_exit:
+                    _drain(server.config)
+                super().handle_exit(sig, frame)
+                # uvicorn re-raises the captured signal once it has shut down.
+                server._captured_signals.clear()
+
+        self.server = _Server(config)
+
+    def run(self) -> None:
+        self.server.run()
+
+
+def _drain(config: Any) -> None:
+    """Starts the app's drain from a signal handler: on the event loop, where it belongs."""
+    import asyncio
+
+    app = config.loaded_app
+    while app is not None and not hasattr(app, "state"):
+        app = getattr(app, "app", None)
+    if app is None:
+        return
+    seconds = max(0.0, (config.timeout_graceful_shutdown or 30.0) - 1.0)
+    asyncio.get_event_loop().call_soon_threadsafe(app.state.service.drain, seconds)
 
 
 def check_serve_settings() -> Any:

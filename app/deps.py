@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from typing import Annotated
 
@@ -10,8 +9,6 @@ import numpy as np
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 from starlette.datastructures import UploadFile
-
-from repvit_sam import load_image
 
 from .errors import PayloadTooLargeError, UnauthorizedError
 from .inference import InferenceService
@@ -51,11 +48,13 @@ def require_api_key(
         raise UnauthorizedError("missing or wrong X-API-Key header")
 
 
-async def read_image(upload: UploadFile, settings: Settings) -> np.ndarray:
+async def read_image(
+    upload: UploadFile, settings: Settings, service: InferenceService
+) -> np.ndarray:
     """Decodes an uploaded image to HxWx3 uint8 RGB off the event loop, enforcing the limits."""
     data = await upload.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise PayloadTooLargeError(
             f"image upload is larger than max_upload_bytes={settings.max_upload_bytes}"
         )
-    return await asyncio.to_thread(load_image, data, max_pixels=settings.max_pixels)
+    return await service.decode_image(data)

@@ -6,14 +6,16 @@
     ├── InvalidInputError            422 (bad prompt, mask input, parameter, image content)
     │   ├── InvalidImageError        422 (not an image, truncated, zero bytes)
     │   │   └── ImageTooLargeError   413 (too many pixels, decompression bomb)
-    │   └── PayloadTooLargeError     413 (an upload or an answer over its bound)
-    └── ServiceError
-        ├── NotFoundError            404 (unknown, evicted or deleted id)
-        ├── UnauthorizedError        401 (missing or wrong X-API-Key)
-        ├── NotReadyError            503 (model still loading)
-        └── BusyError                503 + Retry-After (model queue full)
-    ├── repvit_sam.CancelledError    503 (a /masks or /edges task stopped: the client went away)
-    │   └── DeadlineExceededError    504 (the task ran past max_task_seconds)
+    │   ├── PayloadTooLargeError     413 (an upload, a JSON body or an answer over its bound)
+    │   └── UnsupportedMediaTypeError  415 (a body neither JSON nor multipart)
+    ├── ServiceError
+    │   ├── NotFoundError            404 (unknown, evicted or deleted id)
+    │   ├── UnauthorizedError        401 (missing or wrong X-API-Key)
+    │   ├── NotReadyError            503 (model still loading)
+    │   ├── ModelLoadError           503 (the model failed to load; /healthz is 503 too)
+    │   └── BusyError                503 + Retry-After (too much queued work, or draining)
+    └── repvit_sam.CancelledError    503 (a model call dropped: its client went away)
+        └── DeadlineExceededError    504 (a model call ran or waited past its deadline)
 
 A task past its time limit is 504, not 503: retrying the same request is unlikely to help,
 asking for less work (a smaller point grid, fewer crop layers) or raising the limit does.
@@ -48,6 +50,10 @@ class PayloadTooLargeError(InvalidInputError):
     """The upload is larger than ``max_upload_bytes``."""
 
 
+class UnsupportedMediaTypeError(InvalidInputError):
+    """The request body is of a media type the route does not take (415)."""
+
+
 class NotFoundError(ServiceError, KeyError):
     """No embedding or logits under this id (never stored, evicted, expired or deleted)."""
 
@@ -79,6 +85,8 @@ class BusyError(ServiceError):
 def _status_of(err: RepViTSAMError) -> tuple[int, dict[str, str]]:
     if isinstance(err, (ImageTooLargeError, PayloadTooLargeError)):
         return 413, {}
+    if isinstance(err, UnsupportedMediaTypeError):
+        return 415, {}
     if isinstance(err, InvalidInputError):
         return 422, {}
     if isinstance(err, NotFoundError):

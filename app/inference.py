@@ -1,24 +1,21 @@
 """``InferenceService``: the one object that runs the model.
 
-The model runs on a dedicated single-thread executor, so encoder and decoder calls are
-serialised and the event loop never blocks on torch. At most ``queue_size`` model calls wait or
-run at once; more are refused with ``BusyError`` (503 + Retry-After) instead of piling up.
-Concurrent embeds of the same image share one encoder call (single-flight). Long tasks
-(automatic masks, edge maps) run under a time limit, ``max_task_seconds``, and stop early when
-their caller goes away.
+Model calls go through ``ModelScheduler`` (app/scheduler.py): one model thread, decoder calls
+for clicks before encoder calls and long tasks, admission by expected time, a deadline per call,
+and calls dropped when their caller goes away. Concurrent embeds of the same image share one
+encoder call (single-flight). Long tasks (automatic masks, edge maps) run under
+``max_task_seconds`` and let clicks in between their steps. Uploaded images are decoded at most
+``max_concurrent_image_decodes`` at a time, which bounds the memory decoding takes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import functools
 import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -34,45 +31,25 @@ from repvit_sam import (
     Predictor,
     build_repvit_sam,
     download_weights,
+    load_image,
 )
 from repvit_sam.api import image_key
 from repvit_sam.backends import make_encoder
 from repvit_sam.weights import sha256_of
 
 from .cache import EmbeddingCache
-from .errors import BusyError, ModelLoadError, NotFoundError, NotReadyError
+from .errors import ModelLoadError, NotFoundError, NotReadyError
 from .metrics import Metrics
+from .scheduler import ModelScheduler, Priority
+from .segmentation import MASK_DRAWING_REQUESTS, Decoded
 from .settings import Settings
 from .store import EmbeddingStore
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# How long past a task's deadline the request waits before answering 504 without the model
-# thread's own report (which arrives at the task's next step).
-DEADLINE_GRACE_SECONDS = 0.5
-
-
-# Float32 bytes of mask logits one request draws at once: B prompts x C candidates x H x W at 4
-# bytes would reach tens of GB for 64 boxes on a 50-megapixel image.
-MASK_DRAWING_BYTES = 256 << 20
-# Requests drawing masks at once (on the CPU, outside the model queue): bounds their memory.
-MASK_DRAWING_REQUESTS = 2
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """The decoder's answer for B prompts (B = 1 without boxes), before drawing masks.
-
-    Attributes:
-        scores: BxC predicted IoU.
-        logits: BxCxSxS float32 low-res logits (S = 256 at 1024 input).
-        embedding: The image they belong to (its sizes place the masks).
-    """
-
-    scores: np.ndarray
-    logits: np.ndarray
-    embedding: ImageEmbedding
+# The model's own start: long, and before anything else is queued.
+LOAD_SECONDS = 24 * 3600.0
 
 
 class InferenceService:
@@ -89,15 +66,12 @@ class InferenceService:
         self.cache = cache
         self.store = EmbeddingStore(cache)
         self.metrics = metrics
-        self.queue_size = settings.queue_size
+        self.scheduler = ModelScheduler(settings.queue_size, settings.max_queue_seconds)
         self.predictor: Predictor | None = None
         self.fingerprint = ""
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="repvit-sam-model"
-        )
         self.load_error: str | None = None
         self._drawing = threading.BoundedSemaphore(MASK_DRAWING_REQUESTS)
-        self._pending = 0
+        self._image_decodes = threading.BoundedSemaphore(settings.max_concurrent_image_decodes)
         self._inflight: dict[str, asyncio.Task[ImageEmbedding]] = {}
 
     # Lifecycle ---------------------------------------------------------------------------------
@@ -113,13 +87,12 @@ class InferenceService:
 
     @property
     def queue_depth(self) -> int:
-        return self._pending
+        return self.scheduler.depth
 
     async def start(self) -> None:
         """Loads (downloading if needed) and warms up the model on the model executor."""
-        loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, self._load)
+            await self.run(self._load, kind="load", seconds=LOAD_SECONDS)
         except Exception as err:
             self.load_error = f"the model failed to load: {err}"
             logger.exception("the model failed to load")
@@ -159,52 +132,50 @@ class InferenceService:
         )
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.scheduler.close()
+
+    def drain(self, seconds: float) -> None:
+        """On SIGTERM: refuse new model calls (503) and the queued ones that cannot finish
+        within ``seconds``, so that a load balancer retries them on another replica."""
+        self.scheduler.drain(seconds)
 
     # The queue ---------------------------------------------------------------------------------
 
-    async def run(self, function: Callable[..., T], *args: Any) -> T:
-        """Runs ``function(*args)`` on the model thread; BusyError when the queue is full."""
-        if self._pending >= self.queue_size:
-            self.metrics.count_rejected()
-            raise BusyError(
-                f"the model queue is full ({self.queue_size} calls); retry later",
-                self.settings.retry_after_seconds,
-            )
-        self._pending += 1
-        try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, function, *args)
-        finally:
-            self._pending -= 1
+    async def run(
+        self,
+        function: Callable[..., T],
+        *args: Any,
+        kind: str = "call",
+        priority: Priority = Priority.BATCH,
+        seconds: float | None = None,
+    ) -> T:
+        """``function(*args)`` on the model thread (see ``ModelScheduler.run``); the deadline
+        is ``seconds`` from now, by default ``max_embed_seconds``."""
+        limit = self.settings.max_embed_seconds if seconds is None else seconds
+        return await self.scheduler.run(
+            function, *args, kind=kind, priority=priority, seconds=limit
+        )
 
-    async def run_task(self, function: Callable[..., T], *args: Any) -> T:
+    async def run_task(self, kind: str, function: Callable[..., T], *args: Any) -> T:
         """Runs ``function(*args, deadline=..., cancel=...)`` on the model thread, time-limited.
 
-        The limit, ``max_task_seconds``, counts from this call, queue wait included. The task
-        checks ``deadline`` (a ``time.monotonic()`` value) between its steps; the wait here is
-        bounded by it too, so the answer is ``DeadlineExceededError`` (504), never a hang. When
-        the caller goes away or the wait times out, ``cancel()`` turns True: a task still
-        waiting in the queue never starts, a running one stops at its next step (work after
-        its last step, such as small-region removal, finishes first).
+        The limit, ``max_task_seconds``, counts from this call, queue wait included: the answer
+        is then ``DeadlineExceededError`` (504), never a hang. The task checks ``cancel()``
+        between its steps, where waiting clicks run first; it turns True when the caller goes
+        away or the limit passes, and the task stops there.
         """
         limit = self.settings.max_task_seconds
-        deadline = time.monotonic() + limit
-        stop = threading.Event()
-        task = functools.partial(function, deadline=deadline, cancel=stop.is_set)
         try:
-            return await asyncio.wait_for(
-                self.run(task, *args), timeout=limit + DEADLINE_GRACE_SECONDS
-            )
-        except (TimeoutError, asyncio.TimeoutError) as err:  # the task's check or the wait
-            step = f" ({err})" if str(err) else ""
+            return await self.scheduler.run(
+                function, *args, kind=kind, priority=Priority.BATCH, seconds=limit,
+                takes_cancel=True,
+            )  # fmt: skip
+        except DeadlineExceededError as err:
             raise DeadlineExceededError(
-                f"the task did not finish within max_task_seconds={limit:g}{step}; ask for less "
-                "work (a smaller points_per_side, fewer crop_n_layers) or raise "
+                f"the task did not finish within max_task_seconds={limit:g} ({err}); ask for "
+                "less work (a smaller points_per_side, fewer crop_n_layers) or raise "
                 "REPVIT_SAM_MAX_TASK_SECONDS"
             ) from err
-        finally:
-            stop.set()
 
     def check_loaded(self) -> None:
         """Raises ``ModelLoadError`` once the model has failed to load (for good)."""
@@ -217,7 +188,17 @@ class InferenceService:
             raise NotReadyError("the model is still loading; retry shortly (see /readyz)")
         return self.predictor
 
-    # Embeddings --------------------------------------------------------------------------------
+    # Images and embeddings ---------------------------------------------------------------------
+
+    async def decode_image(self, data: bytes) -> np.ndarray:
+        """Encoded image bytes as HxWx3 uint8 RGB, off the event loop; at most
+        ``max_concurrent_image_decodes`` at once (a small PNG can decode to gigabytes)."""
+
+        def decode() -> np.ndarray:
+            with self._image_decodes:
+                return load_image(data, max_pixels=self.settings.max_pixels)
+
+        return await asyncio.to_thread(decode)
 
     def embedding_id(self, pixels: np.ndarray) -> str:
         """The id of an HxWx3 uint8 image under this model: its pixels and the model's digest."""
@@ -242,7 +223,7 @@ class InferenceService:
         return key, await asyncio.shield(task), cached
 
     async def _encode_and_store(self, key: str, pixels: np.ndarray) -> ImageEmbedding:
-        embedding = await self.run(self._encode, pixels)
+        embedding = await self.run(self._encode, pixels, kind="encoder")
         await asyncio.to_thread(self.store.put_embedding, key, embedding)
         return embedding
 
@@ -297,7 +278,11 @@ class InferenceService:
             mask_input: Bx1xSxS (or 1x1xSxS, shared) low-res logits.
             multimask: Three candidates per prompt instead of one.
         """
-        return await self.run(self._decode, embedding, points, labels, boxes, mask_input, multimask)
+        return await self.run(
+            self._decode, embedding, points, labels, boxes, mask_input, multimask,
+            kind="decoder", priority=Priority.INTERACTIVE,
+            seconds=self.settings.max_segment_seconds,
+        )  # fmt: skip
 
     def _decode(
         self,
@@ -325,23 +310,17 @@ class InferenceService:
             scores, logits = scores[None], logits[None]
         return Decoded(scores, logits.astype(np.float32, copy=False), embedding)
 
-    def draw_masks(self, decoded: Decoded) -> Iterator[np.ndarray]:
-        """Each prompt's CxHxW bool masks at the original size, drawn on the CPU a few prompts
-        at a time (within ``MASK_DRAWING_BYTES``), so that a request's full-size masks never
-        all exist at once. Meant for a worker thread: it does not hold the model thread."""
+    def upscale(self, logits: torch.Tensor, embedding: ImageEmbedding) -> np.ndarray:
+        """BxCxSxS low-res logits -> BxCxHxW bool masks at the image's size, on the CPU and
+        outside the model queue; at most ``MASK_DRAWING_REQUESTS`` requests at once."""
         predictor = self._require_predictor()
-        prompts, candidates = decoded.scores.shape
-        height, width = decoded.embedding.original_size
-        # segment-anything upsamples to the padded input square first, then to the image.
-        side = predictor.model.image_encoder.img_size
-        per_prompt = 4 * candidates * (side * side + height * width)
-        step = max(1, MASK_DRAWING_BYTES // per_prompt)
-        embedding = decoded.embedding.to("cpu")
-        for start in range(0, prompts, step):
-            logits = torch.from_numpy(decoded.logits[start : start + step])
-            with self._drawing:
-                masks = predictor.upscale_masks(logits, embedding).numpy()
-            yield from masks
+        with self._drawing:
+            return predictor.upscale_masks(logits, embedding).numpy()
+
+    @property
+    def input_size(self) -> int:
+        """Side of the encoder's square input (1024 for the official model)."""
+        return self._require_predictor().model.image_encoder.img_size
 
     # Logits ------------------------------------------------------------------------------------
 
@@ -384,13 +363,9 @@ class InferenceService:
                 enough for ``crop_n_layers`` 0 only (crops are encoded from their pixels).
             params: The generator's parameters (validated again by ``MaskGenerator``).
         """
-        if pixels is None and params.get("crop_n_layers", 0):
-            raise InvalidInputError(
-                "crop_n_layers > 0 needs the image's pixels, not only its embedding: send the "
-                "image as multipart (image + request) instead of an embedding_id"
-            )
         coco_params = {**params, "output_mode": "coco_rle"}
         records = await self.run_task(
+            "masks",
             self._whole_image_task,
             "masks",
             lambda p: MaskGenerator(p.model, encoder=p.encoder, **coco_params).generate,
@@ -405,6 +380,7 @@ class InferenceService:
     ) -> EdgeMap:
         """``EdgeDetector(model, **params).detect(...)`` of the image (pixels may be None)."""
         return await self.run_task(
+            "edges",
             self._whole_image_task,
             "edges",
             lambda p: EdgeDetector(p.model, encoder=p.encoder, **params).detect,
@@ -431,21 +407,10 @@ class InferenceService:
         started = time.perf_counter()
         task = make_task(predictor)
         result = task(
-            _image_or_stand_in(embedding, pixels),
+            pixels,
             embedding=embedding,
             deadline=deadline,
             cancel=cancel,
         )
         self.metrics.observe_model(metric, time.perf_counter() - started)
         return result
-
-
-def _image_or_stand_in(embedding: ImageEmbedding, pixels: np.ndarray | None) -> np.ndarray:
-    """The image, or a zero-copy HxWx3 stand-in of its size when only the embedding is known.
-
-    Given an embedding of the whole image, ``MaskGenerator`` (with one crop) and
-    ``EdgeDetector`` encode nothing and read only the image's size.
-    """
-    if pixels is not None:
-        return pixels
-    return np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (*embedding.original_size, 3))

@@ -5,93 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from repvit_sam import __version__
 
 from .cache import EmbeddingCache, MemoryCache, TieredCache
 from .deps import require_api_key
-from .errors import install_error_handlers, payload_too_large
+from .errors import install_error_handlers
 from .inference import InferenceService
 from .metrics import Metrics
+from .middleware import BODY_OVERHEAD, CancelOnDisconnectMiddleware, ObserveMiddleware
 from .routes import demo, embed, embeddings, everything, health, segment
 from .settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
-
-# Room for the multipart framing and JSON fields around an upload of max_upload_bytes.
-_BODY_OVERHEAD = 1 << 20
-
-
-class _BodyTooLarge(Exception):
-    """Raised into the app from ``receive`` once a body outgrows the limit."""
-
-
-class ObserveMiddleware:
-    """Counts and times every request by route and status; refuses oversized bodies.
-
-    A ``Content-Length`` over the limit is refused before anything is read. A body without one
-    (chunked) is counted as it arrives and cut off at the limit: whatever the app makes of the
-    cut body is replaced by the same 413.
-    """
-
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-        received, too_large, responded = 0, False, False
-
-        async def limited_receive() -> Message:
-            nonlocal received, too_large
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    too_large = True
-                    raise _BodyTooLarge
-            return message
-
-        async def observed_send(message: Message) -> None:
-            nonlocal status, responded
-            if too_large and not responded:
-                return  # the app's answer to a cut body; the 413 goes instead
-            if message["type"] == "http.response.start":
-                status, responded = message["status"], True
-            await send(message)
-
-        try:
-            length = dict(scope["headers"]).get(b"content-length", b"0")
-            refuse = length.isdigit() and int(length) > self.max_body_bytes
-            if not refuse:
-                try:
-                    await self.app(scope, limited_receive, observed_send)
-                except Exception:
-                    if not too_large or responded:
-                        raise
-                refuse = too_large and not responded
-            if refuse:
-                too_large = False
-                await payload_too_large(self.max_body_bytes)(scope, receive, observed_send)
-        finally:
-            route = scope.get("route")
-            self.metrics.observe_request(
-                scope["method"],
-                getattr(route, "path", "unmatched"),
-                status,
-                time.perf_counter() - started,
-            )
 
 
 def make_cache(settings: Settings) -> EmbeddingCache:
@@ -170,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(everything.router, dependencies=secured)
     app.include_router(health.router)
     app.include_router(demo.router)
+    # Innermost: a handler whose client went away is cancelled, and its model calls with it.
+    app.add_middleware(CancelOnDisconnectMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -180,6 +112,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         ObserveMiddleware,
         metrics=metrics,
-        max_body_bytes=settings.max_upload_bytes + _BODY_OVERHEAD,
+        max_body_bytes=settings.max_upload_bytes + BODY_OVERHEAD,
     )
     return app

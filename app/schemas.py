@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -103,7 +104,8 @@ class SegmentRequest(EmbeddingRequest):
     mask_input_id: str | None = Field(
         default=None, pattern=ID_PATTERN, description="A logits_id of an earlier answer."
     )
-    multimask: bool = Field(default=False, description="3 candidate masks per prompt.")
+    # Strict: "yes" or 1 is a mistake to name, not a truthy value to guess at.
+    multimask: StrictBool = Field(default=False, description="3 candidate masks per prompt.")
     format: MaskFormat = "rle"
 
     @model_validator(mode="after")
@@ -392,9 +394,11 @@ class ErrorResponse(BaseModel):
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` entries for these error statuses, with examples."""
     examples = {
+        400: "Invalid HTTP request: the body is not valid multipart form data",
         401: "missing or wrong X-API-Key header",
         404: "embedding_id '3f2a…' is unknown or was evicted; POST the image to /embed again",
         413: "image is 20000x20000 = 400000000 pixels, more than the limit 50000000",
+        415: "Content-Type must be application/json or multipart/form-data, got 'text/plain'",
         422: [{"loc": ["body", "labels"], "msg": "labels must have one label per point"}],
         503: "the model queue is full (64 calls); retry later",
         504: "the task did not finish within max_task_seconds=120 (deadline passed after 3 of "

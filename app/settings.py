@@ -52,6 +52,16 @@ class Settings(BaseSettings):
         api_key: When set, every model endpoint requires it in the ``X-API-Key`` header.
         cors_origins: Origins allowed by CORS, comma-separated in the environment.
         queue_size: Model calls waiting or running at most; more get 503 with Retry-After.
+        max_queue_seconds: Expected seconds of model work queued ahead of a new call at most
+            (each kind's moving-average duration); more get 503 with Retry-After the wait.
+        max_segment_seconds: Deadline of a /segment decoder call, queue wait included (504).
+        max_embed_seconds: Deadline of an encoder call, queue wait included (504).
+        max_concurrent_image_decodes: Uploaded images decoded at once; each may take up to
+            about 9 bytes per pixel of ``max_pixels`` while decoding.
+        max_json_bytes: Largest JSON request body (413 beyond), checked before parsing.
+        max_header_bytes: Largest request head (line and headers) ``serve`` reads (h11's
+            bound of an incomplete event); beyond it the connection is refused.
+        max_connections: Connections and requests ``serve`` handles at once; beyond, 503.
         retry_after_seconds: The Retry-After sent with those 503s.
         max_task_seconds: Time limit of one /masks or /edges task, queue wait included
             (504 beyond).
@@ -93,6 +103,13 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     queue_size: int = Field(default=64, gt=0)
+    max_queue_seconds: float = Field(default=60.0, gt=0)
+    max_segment_seconds: float = Field(default=30.0, gt=0)
+    max_embed_seconds: float = Field(default=120.0, gt=0)
+    max_concurrent_image_decodes: int = Field(default=2, gt=0)
+    max_json_bytes: int = Field(default=1 * MiB, gt=0)
+    max_header_bytes: int = Field(default=64 << 10, gt=0)
+    max_connections: int = Field(default=1000, gt=0)
     retry_after_seconds: int = Field(default=1, ge=0)
     max_task_seconds: float = Field(default=120.0, gt=0)
     max_points_per_side: int = Field(default=64, gt=0)

@@ -42,9 +42,10 @@ from torchvision.ops.boxes import batched_nms, box_area
 from .amg_params import AmgParams
 from .backends import Encoder
 from .embedding import ImageEmbedding
+from .errors import InvalidInputError
 from .modeling.batched_decoder import ImageContext
 from .postprocess import SeparableResize
-from .predictor import Predictor, check_rgb_image
+from .predictor import Predictor, image_size
 from .progress import CancelCallback, ProgressCallback, Tracker
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class MaskGenerator:
     @torch.inference_mode()
     def generate(
         self,
-        image: np.ndarray,
+        image: np.ndarray | None = None,
         *,
         embedding: ImageEmbedding | None = None,
         progress: ProgressCallback | None = None,
@@ -113,7 +114,8 @@ class MaskGenerator:
         """Generates masks for the whole image.
 
         Args:
-            image: HxWx3 uint8 RGB image.
+            image: HxWx3 uint8 RGB image; may be left out when ``embedding`` is given and
+                ``crop_n_layers`` is 0 (crops are encoded from their pixels).
             embedding: The image's embedding if already computed (e.g. cached by a service);
                 used for the full-image crop only.
             progress: ``progress(done, total)`` after each embedded crop and decoded batch.
@@ -126,9 +128,13 @@ class MaskGenerator:
             pixels), ``predicted_iou``, ``point_coords`` ([[X, Y]] pixels), ``stability_score``
             and ``crop_box`` (XYWH pixels).
         """
-        check_rgb_image(image)
         params = self.params
-        orig_size = image.shape[:2]
+        orig_size = image_size(image, embedding)
+        if image is None and params.crop_n_layers:
+            raise InvalidInputError(
+                "crop_n_layers > 0 needs the image's pixels, not only its embedding: crops are "
+                "encoded from their pixels"
+            )
         crop_boxes, layer_idxs = generate_crop_boxes(
             orig_size, params.crop_n_layers, params.crop_overlap_ratio
         )
@@ -169,7 +175,7 @@ class MaskGenerator:
 
     def _process_crop(
         self,
-        image: np.ndarray,
+        image: np.ndarray | None,
         crop_box: list[int],
         layer: int,
         orig_size: tuple[int, int],

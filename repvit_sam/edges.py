@@ -27,7 +27,7 @@ from .backends import Encoder
 from .embedding import ImageEmbedding
 from .errors import InvalidInputError
 from .postprocess import SeparableResize
-from .predictor import Predictor, check_rgb_image
+from .predictor import Predictor, image_size
 from .progress import CancelCallback, ProgressCallback, Tracker
 
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
@@ -229,20 +229,20 @@ class EdgeDetector:
     @torch.inference_mode()
     def detect(
         self,
-        image: np.ndarray,
+        image: np.ndarray | None = None,
         *,
         embedding: ImageEmbedding | None = None,
         progress: ProgressCallback | None = None,
         deadline: float | None = None,
         cancel: CancelCallback | None = None,
     ) -> EdgeMap:
-        """Computes the edge map of an HxWx3 uint8 RGB image.
+        """Computes the edge map of an HxWx3 uint8 RGB image (or of the image ``embedding`` was
+        computed from, when only it is given).
 
         ``embedding``, ``progress``, ``deadline`` and ``cancel`` work as in
         ``MaskGenerator.generate``.
         """
-        check_rgb_image(image)
-        size = image.shape[:2]
+        size = image_size(image, embedding)
         points = build_point_grid(self.points_per_side) * np.array(size)[None, ::-1]
         batches = -(-len(points) // self.points_per_batch)
         tracker = Tracker(2 + batches, progress, deadline, cancel)

@@ -36,6 +36,22 @@ def check_rgb_image(image: Any, name: str = "image") -> np.ndarray:
     return image
 
 
+def image_size(image: np.ndarray | None, embedding: ImageEmbedding | None) -> tuple[int, int]:
+    """(H, W) of ``image``, or of the image ``embedding`` was computed from when only it is
+    given (a service that cached the embedding need not keep the pixels).
+
+    Raises:
+        InvalidImageError: ``image`` is not an HxWx3 uint8 array.
+        InvalidInputError: Neither is given.
+    """
+    if image is not None:
+        check_rgb_image(image)
+        return int(image.shape[0]), int(image.shape[1])
+    if embedding is None:
+        raise InvalidInputError("give the image, or its embedding (embedding=...)")
+    return tuple(embedding.original_size)  # type: ignore[return-value]
+
+
 class Predictor:
     """Predicts masks from prompts, with the interface of ``segment_anything.SamPredictor``.
 

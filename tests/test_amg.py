@@ -186,3 +186,21 @@ def test_crops_go_through_the_given_encoder(model):
     ours = MaskGenerator(model, encoder=encoder, **params).generate(image)
     assert len(calls) == 5  # the image and its 4 crops
     assert_same_records(ours, MaskGenerator(model, **params).generate(image))
+
+
+def test_generate_and_detect_from_an_embedding_alone(small_model, rgb_image):
+    from repvit_sam import EdgeDetector, InvalidInputError, Predictor
+
+    embedding = Predictor(small_model).embed(rgb_image)
+    params = {"points_per_side": 4, "pred_iou_thresh": 0, "stability_score_thresh": 0}
+    with_pixels = MaskGenerator(small_model, **params).generate(rgb_image, embedding=embedding)
+    alone = MaskGenerator(small_model, **params).generate(embedding=embedding)
+    assert [r["bbox"] for r in alone] == [r["bbox"] for r in with_pixels]
+    edges = EdgeDetector(small_model, points_per_side=4)
+    np.testing.assert_array_equal(
+        edges.detect(embedding=embedding).edges, edges.detect(rgb_image, embedding=embedding).edges
+    )
+    with pytest.raises(InvalidInputError, match="crop_n_layers > 0 needs the image"):
+        MaskGenerator(small_model, crop_n_layers=1).generate(embedding=embedding)
+    with pytest.raises(InvalidInputError, match="give the image, or its embedding"):
+        MaskGenerator(small_model).generate()

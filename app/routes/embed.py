@@ -18,7 +18,7 @@ router = APIRouter(tags=["embeddings"])
 @router.post(
     "/embed",
     response_model=EmbedResponse,
-    responses=error_responses(401, 413, 422, 503),
+    responses=error_responses(400, 401, 413, 422, 503, 504),
     summary="Compute (once) and cache an image's embedding",
 )
 async def embed(
@@ -34,7 +34,7 @@ async def embed(
     The id depends only on the decoded pixels and the model, so uploading the same image again
     answers from the cache with ``cached: true``.
     """
-    pixels = await read_image(image, settings)
+    pixels = await read_image(image, settings, service)
     embedding_id, embedding, cached = await service.embed(pixels)
     height, width = embedding.original_size
     logger.debug("embed %s (%dx%d) cached=%s", embedding_id, width, height, cached)

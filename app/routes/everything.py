@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["everything"])
 
 NPY = "application/octet-stream"
-_ERRORS = error_responses(401, 404, 413, 422, 503, 504)
+_ERRORS = error_responses(400, 401, 404, 413, 415, 422, 503, 504)
 
 
 def _request_body(model: type[MasksRequest] | type[EdgesRequest], example: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from service_helpers import TEST_IMAGE_SIZE, TEST_VARIANT, encode, make_image
 
-from app import inference
+from app import segmentation
 from repvit_sam import Predictor, build_repvit_sam
 from tests.comparisons import LOGIT_ATOL, assert_masks_match_logits
 
@@ -286,7 +286,7 @@ async def test_masks_are_drawn_a_few_prompts_at_a_time(app, client, embedding_id
         return upscale(logits, *args)
 
     monkeypatch.setattr(predictor, "upscale_masks", counted)
-    monkeypatch.setattr(inference, "MASK_DRAWING_BYTES", 1)  # one prompt per step
+    monkeypatch.setattr(segmentation, "MASK_DRAWING_BYTES", 1)  # one prompt per step
     piecewise = (await client.post("/segment", json=body)).json()
     assert drawn == [1, 1, 1]
     assert [m["segmentation"] for m in piecewise["masks"]] == [
@@ -346,3 +346,20 @@ async def test_answers_over_the_output_bound_are_refused_before_decoding(
     refused = await client.post("/segment", json=body)
     assert refused.status_code == 413
     assert "MAX_OUTPUT_PIXELS" in refused.json()["detail"]
+
+
+async def test_json_routes_take_json_only_strictly_typed_and_bounded(
+    app, client, embedding_id, monkeypatch
+):
+    body = {"embedding_id": embedding_id, "points": [[40, 30]]}
+    # A text/plain POST needs no CORS preflight: a web page could send it cross-site.
+    plain = await client.post(
+        "/segment", content=json.dumps(body), headers={"Content-Type": "text/plain"}
+    )
+    assert plain.status_code == 415 and "application/json" in plain.json()["detail"]
+    yes = await client.post("/segment", json={**body, "multimask": "yes"})
+    assert yes.status_code == 422 and yes.json()["detail"][0]["loc"] == ["body", "multimask"]
+    monkeypatch.setattr(app.state.settings, "max_json_bytes", 100)
+    padded = {**body, "points": [[40, 30]] * 20}
+    large = await client.post("/segment", json=padded)
+    assert large.status_code == 413 and "max_json_bytes" in large.json()["detail"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -121,3 +122,55 @@ def test_serve_refuses_a_backend_whose_runtime_is_missing(checkpoint, monkeypatc
     from repvit_sam.backends import resolve_backend
 
     assert resolve_backend("auto", torch.device("cpu")) == "torch"
+
+
+def test_sigterm_drains_answers_every_request_and_exits_0(checkpoint, tmp_path):
+    """Twelve uploads in flight at SIGTERM: each is answered 200, or 503 with Retry-After for
+    those that could not finish within the shutdown timeout (a balancer retries them); never a
+    500, and the process exits 0."""
+    import threading
+
+    from service_helpers import encode
+
+    server = ServeProcess(
+        checkpoint, tmp_path / "serve.log", REPVIT_SAM_SHUTDOWN_TIMEOUT_SECONDS="3"
+    )
+    server.start()
+    try:
+        server.wait_ready()
+        answers: list[httpx.Response | Exception] = []
+
+        def upload(seed: int) -> None:
+            image = make_image()
+            image[seed % 100, :, 0] = seed  # twelve distinct images: twelve encoder calls
+            try:
+                answers.append(
+                    httpx.post(
+                        f"{server.base}/embed",
+                        files={"image": ("a.png", encode(image))},
+                        timeout=30,
+                    )
+                )
+            except httpx.HTTPError as err:
+                answers.append(err)
+
+        threads = [threading.Thread(target=upload, args=(seed,)) for seed in range(12)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 20
+        while "\nrepvit_sam_queue_depth 0\n" in httpx.get(f"{server.base}/metrics").text:
+            assert time.monotonic() < deadline, "no upload reached the model"
+            time.sleep(0.01)
+        server.sigterm()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert server.wait(timeout=30) == 0, server.output()
+    finally:
+        server.stop()
+    statuses = [a.status_code for a in answers if isinstance(a, httpx.Response)]
+    assert len(statuses) == 12, answers
+    assert set(statuses) <= {200, 503}, statuses
+    assert 200 in statuses
+    for answer in answers:
+        if answer.status_code == 503:
+            assert answer.headers["Retry-After"] and "shutting down" in answer.json()["detail"]

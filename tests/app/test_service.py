@@ -72,7 +72,7 @@ async def test_api_key_cors_and_readiness(checkpoint):
 
 async def test_full_queue_answers_503_with_retry_after(app, client, embedding_id, monkeypatch):
     service = app.state.service
-    monkeypatch.setattr(service, "queue_size", 1)
+    monkeypatch.setattr(service.scheduler, "max_jobs", 1)
     release = threading.Event()
     blocker = asyncio.ensure_future(service.run(release.wait, 10))
     await asyncio.sleep(0.05)

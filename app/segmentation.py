@@ -1,0 +1,158 @@
+"""The ``/segment`` workflow: prompts checked against the image, one decoder call, logits kept
+for refinement, and masks drawn and encoded a few prompts at a time off the event loop.
+
+The route parses the request and calls ``segment`` once; the model work goes through
+``InferenceService`` (and its scheduler), the mask drawing runs on a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from repvit_sam import ImageEmbedding, InvalidInputError
+
+from .encoding import encode_mask, mask_bbox
+from .errors import PayloadTooLargeError
+from .schemas import MaskResult, SegmentRequest, SegmentResponse
+
+if TYPE_CHECKING:
+    from .inference import InferenceService
+    from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Float32 bytes of mask logits one request draws at once: B prompts x C candidates x H x W at 4
+# bytes would reach tens of GB for 64 boxes on a 50-megapixel image.
+MASK_DRAWING_BYTES = 256 << 20
+# Requests drawing masks at once (on the CPU, outside the model queue): bounds their memory.
+MASK_DRAWING_REQUESTS = 2
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """The decoder's answer for B prompts (B = 1 without boxes), before drawing masks.
+
+    Attributes:
+        scores: BxC predicted IoU.
+        logits: BxCxSxS float32 low-res logits (S = 256 at 1024 input).
+        embedding: The image they belong to (its sizes place the masks).
+    """
+
+    scores: np.ndarray
+    logits: np.ndarray
+    embedding: ImageEmbedding
+
+
+async def segment(
+    service: InferenceService,
+    settings: Settings,
+    body: SegmentRequest,
+    embedding_id: str,
+    embedding: ImageEmbedding,
+) -> SegmentResponse:
+    """The masks of ``body``'s prompts on the image ``embedding`` (stored as ``embedding_id``)."""
+    height, width = embedding.original_size
+    check_inside(body, width, height)
+    num_prompts = max(len(body.boxes), 1)
+    check_output_size(num_prompts * (3 if body.multimask else 1), width, height, settings)
+    mask_input = None
+    if body.mask_input_id is not None:
+        _, mask_input = await service.get_logits(body.mask_input_id, embedding_id)
+        if mask_input.shape[0] not in (1, num_prompts):
+            raise InvalidInputError(
+                f"mask_input_id holds logits for {mask_input.shape[0]} prompts, this request "
+                f"has {num_prompts}"
+            )
+    decoded = await service.decode(
+        embedding,
+        np.asarray(body.points, np.float32) if body.points else None,
+        np.asarray(body.point_labels(), np.int64) if body.points else None,
+        np.asarray(body.boxes, np.float32) if body.boxes else None,
+        mask_input,
+        body.multimask,
+    )
+    logits_id = uuid.uuid4().hex
+    best = np.argmax(decoded.scores, axis=1).tolist()
+    await service.put_logits(logits_id, decoded.logits, best, embedding=embedding_id)
+    drawn = draw_masks(service, decoded)  # a generator: drawn in the worker thread
+    masks = await asyncio.to_thread(mask_results, drawn, decoded, body.format, settings)
+    logger.debug("segment %s: %d prompts, %d masks", embedding_id, num_prompts, len(masks))
+    return SegmentResponse(
+        embedding_id=embedding_id, width=width, height=height, masks=masks, logits_id=logits_id
+    )
+
+
+def check_inside(body: SegmentRequest, width: int, height: int) -> None:
+    """Coordinates must lie in [0, W] x [0, H] of the original image."""
+    named = [(f"points[{i}]", p) for i, p in enumerate(body.points)]
+    named += [(f"boxes[{i}]", b) for i, b in enumerate(body.boxes)]
+    for name, values in named:
+        xs, ys = values[0::2], values[1::2]
+        if min(xs) < 0 or max(xs) > width or min(ys) < 0 or max(ys) > height:
+            raise InvalidInputError(
+                f"{name} {list(values)} is outside the {width}x{height} image "
+                f"(x in [0, {width}], y in [0, {height}])"
+            )
+
+
+def check_output_size(num_masks: int, width: int, height: int, settings: Settings) -> None:
+    """Refuses, before the decoder runs, an answer of more mask pixels than allowed."""
+    pixels = num_masks * width * height
+    if pixels > settings.max_output_pixels:
+        raise PayloadTooLargeError(
+            f"{num_masks} masks of {width}x{height} pixels are {pixels} mask pixels, over "
+            f"MAX_OUTPUT_PIXELS ({settings.max_output_pixels}): send fewer boxes, multimask "
+            "false, or a smaller image"
+        )
+
+
+def draw_masks(service: InferenceService, decoded: Decoded) -> Iterator[np.ndarray]:
+    """Each prompt's CxHxW bool masks at the original size, drawn a few prompts at a time
+    (within ``MASK_DRAWING_BYTES``), so that a request's full-size masks never all exist at
+    once. Meant for a worker thread: it does not hold the model thread."""
+    prompts, candidates = decoded.scores.shape
+    height, width = decoded.embedding.original_size
+    # segment-anything upsamples to the padded input square first, then to the image.
+    side = service.input_size
+    per_prompt = 4 * candidates * (side * side + height * width)
+    step = max(1, MASK_DRAWING_BYTES // per_prompt)
+    embedding = decoded.embedding.to("cpu")
+    for start in range(0, prompts, step):
+        yield from service.upscale(
+            torch.from_numpy(decoded.logits[start : start + step]), embedding
+        )
+
+
+def mask_results(
+    drawn: Iterator[np.ndarray], decoded: Decoded, fmt: Any, settings: Settings
+) -> list[MaskResult]:
+    """The answer's records, encoded as ``fmt``; polygons within ``max_polygon_points``."""
+    results, vertices = [], 0
+    for prompt, (masks, scores) in enumerate(zip(drawn, decoded.scores, strict=True)):
+        for mask, score in zip(masks, scores, strict=True):
+            segmentation = encode_mask(mask, fmt, settings.polygon_tolerance)
+            if fmt == "polygons":
+                vertices += sum(len(polygon) // 2 for polygon in segmentation)
+                if vertices > settings.max_polygon_points:
+                    raise PayloadTooLargeError(
+                        f"format 'polygons': the outlines have over {settings.max_polygon_points} "
+                        "vertices (MAX_POLYGON_POINTS); ask for format 'rle'"
+                    )
+            results.append(
+                MaskResult(
+                    prompt=prompt,
+                    score=float(score),
+                    area=int(mask.sum()),
+                    bbox=mask_bbox(mask),
+                    segmentation=segmentation,
+                )
+            )
+    return results
