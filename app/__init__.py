@@ -1,4 +1,5 @@
-"""The RepViT-SAM HTTP service: ``create_app()`` builds the FastAPI application.
+"""The RepViT-SAM HTTP service (import name ``repvit_sam_server``; its folder in the repository is
+app/): ``create_app()`` builds the FastAPI application.
 
 Layout::
 
@@ -27,7 +28,7 @@ from repvit_sam.lazy import lazy_exports
 
 __all__ = ["Settings", "create_app", "get_settings"]
 
-# Imported on first use: ``repvit-sam --help`` loads app.cli without FastAPI or torch.
+# Imported on first use: ``repvit-sam --help`` loads the service's cli.py without FastAPI or torch.
 _EXPORTS = {"create_app": ".main", "Settings": ".settings", "get_settings": ".settings"}
 
 

@@ -2,7 +2,7 @@
 
 ``EmbeddingCache`` is the interface the service uses; ``MemoryCache`` keeps entries in this
 process (the default). ``TieredCache`` puts a ``MemoryCache`` (the near cache) in front of a
-shared backend (``app.redis_cache.RedisCache``, for several replicas): reads try the near cache
+shared backend (``redis_cache.RedisCache``, for several replicas): reads try the near cache
 first, writes go to both, and the service keeps answering from the near cache while the shared
 backend is unreachable.
 """

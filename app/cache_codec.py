@@ -10,7 +10,7 @@ Layout of one value::
 
 Nothing in a value can run code when read: the header is JSON, the array is checked against
 its declared dtype and shape before it is viewed. The model fingerprint travels in ``meta``;
-the service compares it on every read (``app.store``).
+the service compares it on every read (``store``).
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def run_serve(args: argparse.Namespace) -> int:
     # A server logs its lifecycle (model loaded, cache state) unless told to be quieter.
     logging.getLogger().setLevel(os.environ.get("REPVIT_SAM_LOG_LEVEL", "INFO").upper())
     config = uvicorn.Config(
-        "app.main:create_app",
+        f"{__package__}.main:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,

@@ -1,6 +1,6 @@
 """``RedisCache``: embeddings and logits shared by every replica through Redis.
 
-Values are ``app.cache_codec`` bytes (JSON header + raw float32, never pickle) under
+Values are ``cache_codec`` bytes (JSON header + raw float32, never pickle) under
 ``<namespace>:<key>``, each written with ``SET ... EX ttl``. Bounds:
 
 - Redis itself is bounded by its ``maxmemory`` with ``maxmemory-policy allkeys-lru`` (see

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app import Settings, create_app
 from repvit_sam import build_repvit_sam
+from repvit_sam_server import Settings, create_app
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -13,7 +13,6 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app import Settings, create_app
 from repvit_sam import (
     EdgeDetector,
     MaskGenerator,
@@ -33,6 +32,7 @@ from repvit_sam.client import (
     TaskTimeoutError,
     ValidationError,
 )
+from repvit_sam_server import Settings, create_app
 from tests.comparisons import (
     LOGIT_ATOL,
     amg_record_logits,

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {
     "repvit_sam": ROOT / "repvit_sam",
     "repvit_sam_client": ROOT / "client" / "repvit_sam_client",
-    "app": ROOT / "app",
+    "repvit_sam_server": ROOT / "app",
 }
 MAX_MODULE_LINES = 420
 MAX_FUNCTION_LINES = 80

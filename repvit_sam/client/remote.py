@@ -8,6 +8,7 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+
 import repvit_sam_client
 from repvit_sam_client import NotFoundError
 

@@ -12,8 +12,8 @@ import torch
 from fastapi import FastAPI
 from service_helpers import TEST_IMAGE_SIZE, TEST_VARIANT, encode, make_image, make_settings
 
-from app import create_app
 from repvit_sam import build_repvit_sam
+from repvit_sam_server import create_app
 from tests.process_helpers import REDIS_SERVER, RedisServer
 
 

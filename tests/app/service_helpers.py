@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from app import Settings
+from repvit_sam_server import Settings
 from tests.process_helpers import TEST_IMAGE_SIZE, TEST_VARIANT
 
 __all__ = ["TEST_IMAGE_SIZE", "TEST_VARIANT", "encode", "make_image", "make_settings"]

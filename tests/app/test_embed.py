@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from service_helpers import encode, make_image, make_settings
 
-from app import create_app
+from repvit_sam_server import create_app
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.encoding import decode_rle, encode_polygons, encode_rle
+from repvit_sam_server.encoding import decode_rle, encode_polygons, encode_rle
 
 
 def _disk_with_a_hole(size: int = 400) -> np.ndarray:

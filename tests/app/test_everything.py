@@ -19,8 +19,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from service_helpers import TEST_IMAGE_SIZE, TEST_VARIANT, make_image, make_settings
 
-from app import create_app
 from repvit_sam import EdgeDetector, ImageEmbedding, MaskGenerator, Predictor, build_repvit_sam
+from repvit_sam_server import create_app
 from tests.comparisons import (
     amg_record_logits,
     assert_8bit_maps_agree,

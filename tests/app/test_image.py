@@ -170,12 +170,20 @@ def test_the_image_install_steps_work_in_a_clean_virtual_environment(tmp_path):
             )
             assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         # Outside the source tree, as in the image: the installed packages answer.
-        probe = "import app.main, redis, uvicorn; print(app.main.__file__)"
+        probe = (
+            "import repvit_sam_server.main, redis, uvicorn; print(repvit_sam_server.main.__file__)"
+        )
         found = subprocess.run(
             [str(venv / "bin" / "python"), "-c", probe], cwd=tmp_path, env=env, text=True,
             capture_output=True, check=True,
         )  # fmt: skip
         assert "site-packages" in found.stdout
+        # The service's import name is its own: a user's package called `app` stays theirs.
+        absent = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import app"], cwd=tmp_path, env=env,
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert absent.returncode == 1 and "No module named 'app'" in absent.stderr
         helped = subprocess.run(
             [str(venv / "bin" / "repvit-sam"), "serve", "--help"], cwd=tmp_path, env=env,
             capture_output=True, text=True,

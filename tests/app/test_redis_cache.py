@@ -15,12 +15,12 @@ import redis
 import torch
 from service_helpers import encode, make_image, make_settings
 
-from app import create_app
-from app.cache import CacheEntry, MemoryCache, TieredCache
-from app.cache_codec import MAGIC, CorruptEntryError, decode_entry, encode_entry
-from app.redis_cache import RedisCache
-from app.store import EmbeddingStore
 from repvit_sam import ImageEmbedding
+from repvit_sam_server import create_app
+from repvit_sam_server.cache import CacheEntry, MemoryCache, TieredCache
+from repvit_sam_server.cache_codec import MAGIC, CorruptEntryError, decode_entry, encode_entry
+from repvit_sam_server.redis_cache import RedisCache
+from repvit_sam_server.store import EmbeddingStore
 from tests.process_helpers import TcpProxy
 
 MiB = 1 << 20

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from app.errors import BusyError
-from app.scheduler import ModelScheduler, Priority
 from repvit_sam import CancelledError, DeadlineExceededError
+from repvit_sam_server.errors import BusyError
+from repvit_sam_server.scheduler import ModelScheduler, Priority
 
 pytestmark = pytest.mark.anyio
 

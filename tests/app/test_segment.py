@@ -12,8 +12,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from service_helpers import TEST_IMAGE_SIZE, TEST_VARIANT, encode, make_image
 
-from app import segmentation
 from repvit_sam import Predictor, build_repvit_sam
+from repvit_sam_server import segmentation
 from tests.comparisons import LOGIT_ATOL, assert_masks_match_logits
 
 pytestmark = pytest.mark.anyio

@@ -101,8 +101,8 @@ def test_serve_without_weights_offline_says_what_to_do_in_one_line(tmp_path):
 
 
 def test_serve_refuses_a_backend_whose_runtime_is_missing(checkpoint, monkeypatch):
-    from app.cli import check_serve_settings
     from repvit_sam import InvalidInputError, runtimes
+    from repvit_sam_server.cli import check_serve_settings
 
     real_find_spec = runtimes.importlib.util.find_spec
     monkeypatch.setattr(

@@ -13,9 +13,9 @@ import torch
 from pydantic import ValidationError
 from service_helpers import encode, make_image, make_settings
 
-from app import create_app
-from app.cache import CacheEntry, MemoryCache
 from repvit_sam import CheckpointError
+from repvit_sam_server import create_app
+from repvit_sam_server.cache import CacheEntry, MemoryCache
 
 pytestmark = pytest.mark.anyio
 

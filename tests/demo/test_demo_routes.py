@@ -9,8 +9,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from app import Settings, create_app
-from app.routes.demo import SAMPLES, STATIC_DIR
+from repvit_sam_server import Settings, create_app
+from repvit_sam_server.routes.demo import SAMPLES, STATIC_DIR
 
 pytestmark = pytest.mark.anyio
 
