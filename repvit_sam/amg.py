@@ -43,7 +43,6 @@ from .amg_params import AmgParams
 from .backends import Encoder
 from .embedding import ImageEmbedding
 from .errors import InvalidInputError
-from .modeling.batched_decoder import ImageContext
 from .postprocess import SeparableResize
 from .predictor import Predictor, image_size
 from .progress import CancelCallback, ProgressCallback, Tracker
@@ -191,15 +190,14 @@ class MaskGenerator:
             crop_embedding = self.predictor.embed(image[y0:y1, x0:x1, :])
         tracker.step()
 
-        context = self.predictor.image_context(crop_embedding)
-        low_res = (4 * context.size[0], 4 * context.size[1])
+        low_res = self.predictor.low_res_size(crop_embedding)
         resize = SeparableResize(
             self.model, low_res, crop_embedding.input_size, crop_size, self.model.device
         )
         crop = _Crop(crop_box, resize)
         points_for_image = self.point_grids[layer] * np.array(crop_size)[None, ::-1]
         for (points,) in batch_iterator(params.points_per_batch, points_for_image):
-            self._process_batch(context, crop, points, crop_size, orig_size)
+            self._process_batch(crop_embedding, crop, points, crop_size, orig_size)
             tracker.step()
 
         iou, boxes = torch.cat(crop.iou), torch.cat(crop.boxes)
@@ -214,21 +212,15 @@ class MaskGenerator:
 
     def _process_batch(
         self,
-        context: ImageContext,
+        embedding: ImageEmbedding,
         crop: _Crop,
         points: np.ndarray,
         crop_size: tuple[int, int],
         orig_size: tuple[int, int],
     ) -> None:
         params = self.params
-        device = self.model.device
-        transformed = self.predictor.transform.apply_coords(points, crop_size)
-        in_points = torch.as_tensor(transformed, device=device)
-        in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=device)
-        sparse, _ = self.model.prompt_encoder(
-            points=(in_points[:, None, :], in_labels[:, None]), boxes=None, masks=None
-        )
-        iou_all, mask_tokens, keys = self.predictor.decoder.run_transformer(context, sparse)
+        decoded = self.predictor.decode_points(embedding, points, crop_size)
+        iou_all = decoded.iou
 
         # Decide on predicted IoU before drawing any mask (token 0 is the single-mask output).
         chosen = torch.zeros_like(iou_all, dtype=torch.bool)
@@ -239,9 +231,7 @@ class MaskGenerator:
         threshold = self.model.mask_threshold
         for (chunk,) in batch_iterator(params.upsample_batch, prompts):
             index = chosen[chunk]
-            logits = self.predictor.decoder.mask_logits(
-                context, keys[chunk], mask_tokens[chunk], index
-            )
+            logits = decoded.logits(index, prompts=chunk)
             iou = iou_all[chunk][index]
             point_index = chunk[:, None].expand_as(index)[index].cpu()
             full = crop.resize(logits)
@@ -260,7 +250,7 @@ class MaskGenerator:
             crop.boxes.append(boxes[keep_box].cpu())
             crop.points.append(torch.as_tensor(points)[point_index[keep.cpu()]])
         if not prompts.numel():
-            crop.logits.append(torch.empty((0, *crop_logit_shape(context)), device=device))
+            crop.logits.append(torch.empty((0, *decoded.low_res_size), device=iou_all.device))
             crop.iou.append(torch.empty(0))
             crop.stability.append(torch.empty(0))
             crop.boxes.append(torch.empty((0, 4), dtype=torch.int64))
@@ -364,11 +354,6 @@ class MaskGenerator:
                 }
             )
         return records
-
-
-def crop_logit_shape(context: ImageContext) -> tuple[int, int]:
-    """(h, w) of the decoder's low-res logits (256x256 at 1024 input)."""
-    return 4 * context.size[0], 4 * context.size[1]
 
 
 def _remove_small_regions(

@@ -251,25 +251,18 @@ class EdgeDetector:
         embedding = embedding.to(self.model.device)
         tracker.step()
 
-        context = self.predictor.image_context(embedding)
-        low_res = (4 * context.size[0], 4 * context.size[1])
+        low_res = self.predictor.low_res_size(embedding)
         resize = SeparableResize(self.model, low_res, embedding.input_size, size, self.model.device)
         logits, scores, boxes = [], [], []
         for (batch,) in batch_iterator(self.points_per_batch, points):
-            coords = self.predictor.transform.apply_coords(batch, size)
-            in_points = torch.as_tensor(coords, device=self.model.device)[:, None, :]
-            labels = torch.ones(in_points.shape[:2], dtype=torch.int, device=self.model.device)
-            sparse, _ = self.model.prompt_encoder(
-                points=(in_points, labels), boxes=None, masks=None
-            )
-            iou, mask_tokens, keys = self.predictor.decoder.run_transformer(context, sparse)
-            chosen = torch.zeros_like(iou, dtype=torch.bool)
+            decoded = self.predictor.decode_points(embedding, batch, size)
+            chosen = torch.zeros_like(decoded.iou, dtype=torch.bool)
             chosen[:, 1:] = True
-            low = self.predictor.decoder.mask_logits(context, keys, mask_tokens, chosen)
+            low = decoded.logits(chosen)
             for chunk in low.split(self.chunk_size):
                 boxes.append(batched_mask_to_box(resize(chunk) > self.model.mask_threshold).cpu())
             logits.append(low)
-            scores.append(iou[:, 1:].flatten().cpu())
+            scores.append(decoded.iou[:, 1:].flatten().cpu())
             tracker.step()
 
         all_logits, all_boxes = torch.cat(logits), torch.cat(boxes)

@@ -14,6 +14,7 @@ from .embedding import ImageEmbedding
 from .errors import ImageNotSetError, InvalidImageError, InvalidInputError
 from .float32 import full_float32
 from .modeling.batched_decoder import BatchedMaskDecoder, ImageContext
+from .point_decode import PointDecode
 from .prompts import validate_boxes, validate_mask_input, validate_points
 
 
@@ -346,6 +347,34 @@ class Predictor:
         context = self.decoder.image_context(embedding.features)
         self._context = (embedding.features, context)
         return context
+
+    def low_res_size(self, embedding: ImageEmbedding) -> tuple[int, int]:
+        """(h, w) of the decoder's low-res logits for ``embedding`` (4x its feature grid)."""
+        return 4 * embedding.features.shape[-2], 4 * embedding.features.shape[-1]
+
+    @torch.inference_mode()
+    def decode_points(
+        self,
+        embedding: ImageEmbedding,
+        points: np.ndarray,
+        frame_size: tuple[int, int] | None = None,
+    ) -> PointDecode:
+        """One foreground point per prompt, decoded up to the mask tokens (automatic masks,
+        edge maps); ``PointDecode.logits`` then draws only the candidates kept.
+
+        Args:
+            points: Nx2 XY pixels of an image of ``frame_size`` (H, W), by default the
+                embedding's original size.
+        """
+        context = self.image_context(embedding)
+        size = frame_size if frame_size is not None else embedding.original_size
+        coords = torch.as_tensor(self.transform.apply_coords(points, size), device=self.device)
+        labels = torch.ones((len(coords), 1), dtype=torch.int, device=self.device)
+        sparse, _ = self.model.prompt_encoder(
+            points=(coords[:, None, :], labels), boxes=None, masks=None
+        )
+        iou, mask_tokens, keys = self.decoder.run_transformer(context, sparse)
+        return PointDecode(iou, self.decoder, context, mask_tokens, keys)
 
     def _resolve(self, embedding: ImageEmbedding | None) -> ImageEmbedding:
         if embedding is None:

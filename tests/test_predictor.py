@@ -105,6 +105,32 @@ def test_masks_drawn_later_from_the_logits_are_the_same(predictors):
     np.testing.assert_array_equal(drawn.numpy(), masks[1:])
 
 
+def test_decoded_points_draw_what_predict_draws_for_each_point(predictors):
+    """decode_points is predict for single foreground points, drawing only the chosen tokens."""
+    ours, _ = predictors
+    points = np.array([[50.0, 40.0], [10.0, 80.0], [120.0, 5.0]])
+    decoded = ours.decode_points(ours.embedding, points)
+    chosen = torch.zeros_like(decoded.iou, dtype=torch.bool)
+    chosen[:, 1:] = True
+    chosen[1, 2] = False  # a token left out is not drawn
+    drawn = decoded.logits(chosen)
+    assert drawn.shape == (int(chosen.sum()), *decoded.low_res_size)
+    assert decoded.low_res_size == ours.low_res_size(ours.embedding)
+    row = 0
+    for index, point in enumerate(points):
+        _, scores, logits = ours.predict(
+            point_coords=point[None], point_labels=np.array([1]), multimask_output=True
+        )
+        np.testing.assert_allclose(decoded.iou[index, 1:].numpy(), scores, atol=1e-5)
+        for token in range(3):
+            if chosen[index, token + 1]:
+                np.testing.assert_allclose(drawn[row].numpy(), logits[token], atol=1e-4)
+                row += 1
+    # Drawing a subset of prompts: the rows of prompt 2 only.
+    only = decoded.logits(chosen[[2]], prompts=torch.tensor([2]))
+    np.testing.assert_allclose(only.numpy(), drawn[-3:].numpy(), atol=1e-6)
+
+
 def test_embedding_is_a_value(small_model, image, predictors):
     ours, _ = predictors
     predictor = Predictor(small_model)
