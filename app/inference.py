@@ -29,12 +29,10 @@ from repvit_sam import (
     InvalidInputError,
     MaskGenerator,
     Predictor,
-    build_repvit_sam,
     download_weights,
     load_image,
 )
-from repvit_sam.api import image_key
-from repvit_sam.backends import make_encoder
+from repvit_sam.api import image_key, load_predictor
 from repvit_sam.weights import sha256_of
 
 from .cache import EmbeddingCache
@@ -102,20 +100,20 @@ class InferenceService:
         started = time.perf_counter()
         settings = self.settings
         checkpoint = settings.checkpoint or download_weights()
-        model = build_repvit_sam(
+        predictor = load_predictor(
             checkpoint,
             variant=settings.variant,
-            fuse=settings.fuse,
             device=settings.device,
+            fuse=settings.fuse,
             image_size=settings.image_size,
+            backend=settings.backend,
         )
+        encoder = predictor.encoder
         digest = hashlib.blake2b(digest_size=16)
-        encoder = make_encoder(model, settings.backend, fuse=settings.fuse)
-        identity = f"{settings.variant}|{model.image_encoder.img_size}|{settings.fuse}"
+        identity = f"{settings.variant}|{predictor.model.image_encoder.img_size}|{settings.fuse}"
         digest.update(f"{identity}|{encoder.name}".encode())
         digest.update(sha256_of(checkpoint).encode())
         self.fingerprint = self.store.fingerprint = digest.hexdigest()
-        predictor = Predictor(model, encoder=encoder)
         if settings.warmup:
             with torch.inference_mode():
                 embedding = predictor.embed(np.zeros((64, 64, 3), np.uint8))

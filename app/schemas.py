@@ -16,6 +16,10 @@ from pydantic import (
     model_validator,
 )
 
+from repvit_sam.amg_params import AmgParams
+from repvit_sam.edge_params import EdgeParams
+from repvit_sam.parameters import parameter_defaults, parameter_help
+
 from .encoding import MaskFormat
 
 ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -29,6 +33,14 @@ def _at_most_setting(value: int, info: ValidationInfo) -> int:
         setting = f"REPVIT_SAM_MAX_{str(info.field_name).upper()}"
         raise ValueError(f"{info.field_name} must be at most {limit} on this service ({setting})")
     return value
+
+
+def _parameter(params: type, name: str, note: str = "", **bounds: Any) -> Any:
+    """A request field with the library's default and help for ``name`` (``AmgParams`` or
+    ``EdgeParams``: one source), within the service's ``bounds``."""
+    help = parameter_help(params)[name]
+    description = f"{help[0].upper()}{help[1:]}." + (f" {note}" if note else "")
+    return Field(default=parameter_defaults(params)[name], description=description, **bounds)
 
 
 PointsPerBatch = Annotated[
@@ -110,24 +122,14 @@ class SegmentRequest(EmbeddingRequest):
 
     @model_validator(mode="after")
     def _check_prompts(self, info: ValidationInfo) -> SegmentRequest:
+        # The prompts' geometry is the library's to check (app/segmentation.py check_prompts).
         limits = info.context or {}
         if not self.points and not self.boxes:
             raise ValueError("empty prompt: give points, boxes or both")
-        if self.labels is not None and len(self.labels) != len(self.points):
-            raise ValueError(
-                f"labels must have one label per point: {len(self.labels)} labels for "
-                f"{len(self.points)} points"
-            )
         if len(self.points) > limits.get("max_points", math.inf):
             raise ValueError(f"points: at most {limits['max_points']} points per request")
         if len(self.boxes) > limits.get("max_boxes", math.inf):
             raise ValueError(f"boxes: at most {limits['max_boxes']} boxes per request")
-        for index, (x0, y0, x1, y1) in enumerate(self.boxes):
-            if not (x0 < x1 and y0 < y1):
-                raise ValueError(
-                    f"boxes[{index}] {[x0, y0, x1, y1]} is empty or inverted; "
-                    "expected x0 < x1 and y0 < y1"
-                )
         return self
 
     def point_labels(self) -> list[int]:
@@ -207,23 +209,23 @@ class MasksRequest(EmbeddingRequest):
         },
     )
 
-    points_per_side: int = Field(
-        default=32, ge=1, description="Grid points per side (at most max_points_per_side)."
+    points_per_side: int = _parameter(
+        AmgParams, "points_per_side", "At most max_points_per_side.", ge=1
     )
-    points_per_batch: PointsPerBatch = 64
-    pred_iou_thresh: float = Field(default=0.88, ge=0, le=1, description="0 disables.")
-    stability_score_thresh: float = Field(default=0.95, ge=0, le=1, description="0 disables.")
-    stability_score_offset: float = Field(default=1.0, gt=0, le=100)
-    box_nms_thresh: float = Field(default=0.7, ge=0, le=1)
-    crop_n_layers: int = Field(
-        default=0, ge=0, le=2, description="Above 0 the image must be uploaded, not an id."
+    points_per_batch: PointsPerBatch = parameter_defaults(AmgParams)["points_per_batch"]
+    pred_iou_thresh: float = _parameter(AmgParams, "pred_iou_thresh", ge=0, le=1)
+    stability_score_thresh: float = _parameter(AmgParams, "stability_score_thresh", ge=0, le=1)
+    stability_score_offset: float = _parameter(AmgParams, "stability_score_offset", gt=0, le=100)
+    box_nms_thresh: float = _parameter(AmgParams, "box_nms_thresh", ge=0, le=1)
+    crop_n_layers: int = _parameter(
+        AmgParams, "crop_n_layers", "Above 0 the image must be uploaded, not an id.", ge=0, le=2
     )
-    crop_nms_thresh: float = Field(default=0.7, ge=0, le=1)
-    crop_overlap_ratio: float = Field(default=512 / 1500, ge=0, lt=1)
-    crop_n_points_downscale_factor: int = Field(default=1, ge=1, le=64)
-    min_mask_region_area: int = Field(
-        default=0, ge=0, description="Remove holes and islands smaller than this (pixels)."
+    crop_nms_thresh: float = _parameter(AmgParams, "crop_nms_thresh", ge=0, le=1)
+    crop_overlap_ratio: float = _parameter(AmgParams, "crop_overlap_ratio", ge=0, lt=1)
+    crop_n_points_downscale_factor: int = _parameter(
+        AmgParams, "crop_n_points_downscale_factor", ge=1, le=64
     )
+    min_mask_region_area: int = _parameter(AmgParams, "min_mask_region_area", ge=0)
     output_mode: Literal["coco_rle"] = Field(
         default="coco_rle", description="Only COCO RLE over HTTP."
     )
@@ -312,12 +314,12 @@ class EdgesRequest(EmbeddingRequest):
         },
     )
 
-    points_per_side: int = Field(
-        default=16, ge=1, description="Prompt grid (at most max_edge_points_per_side)."
+    points_per_side: int = _parameter(
+        EdgeParams, "points_per_side", "At most max_edge_points_per_side.", ge=1
     )
-    points_per_batch: PointsPerBatch = 64
-    nms_thresh: float = Field(default=0.7, ge=0, le=1, description="Mask NMS box IoU.")
-    boundary_width: int = Field(default=1, ge=1, le=16)
+    points_per_batch: PointsPerBatch = parameter_defaults(EdgeParams)["points_per_batch"]
+    nms_thresh: float = _parameter(EdgeParams, "nms_thresh", ge=0, le=1)
+    boundary_width: int = _parameter(EdgeParams, "boundary_width", ge=1, le=16)
     format: EdgeFormat = Field(
         default="png",
         description='"png": 8-bit PNG; "npy": the float32 HxW map in [0, 1] as .npy; '

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from repvit_sam import ImageEmbedding, InvalidInputError
+from repvit_sam.prompts import PromptNames, validate_boxes, validate_points
 
 from .encoding import encode_mask, mask_bbox
 from .errors import PayloadTooLargeError
@@ -32,6 +33,10 @@ logger = logging.getLogger(__name__)
 # Float32 bytes of mask logits one request draws at once: B prompts x C candidates x H x W at 4
 # bytes would reach tens of GB for 64 boxes on a 50-megapixel image.
 MASK_DRAWING_BYTES = 256 << 20
+# What /segment calls the prompts in its errors.
+REQUEST_NAMES = PromptNames(
+    points="points", labels="labels", boxes="boxes", mask_input="mask_input_id"
+)
 # Requests drawing masks at once (on the CPU, outside the model queue): bounds their memory.
 MASK_DRAWING_REQUESTS = 2
 
@@ -60,7 +65,7 @@ async def segment(
 ) -> SegmentResponse:
     """The masks of ``body``'s prompts on the image ``embedding`` (stored as ``embedding_id``)."""
     height, width = embedding.original_size
-    check_inside(body, width, height)
+    check_prompts(body, width, height)
     num_prompts = max(len(body.boxes), 1)
     check_output_size(num_prompts * (3 if body.multimask else 1), width, height, settings)
     mask_input = None
@@ -90,17 +95,13 @@ async def segment(
     )
 
 
-def check_inside(body: SegmentRequest, width: int, height: int) -> None:
-    """Coordinates must lie in [0, W] x [0, H] of the original image."""
-    named = [(f"points[{i}]", p) for i, p in enumerate(body.points)]
-    named += [(f"boxes[{i}]", b) for i, b in enumerate(body.boxes)]
-    for name, values in named:
-        xs, ys = values[0::2], values[1::2]
-        if min(xs) < 0 or max(xs) > width or min(ys) < 0 or max(ys) > height:
-            raise InvalidInputError(
-                f"{name} {list(values)} is outside the {width}x{height} image "
-                f"(x in [0, {width}], y in [0, {height}])"
-            )
+def check_prompts(body: SegmentRequest, width: int, height: int) -> None:
+    """The library's prompt checks, naming the request's fields (``points[i]``, ``boxes[i]``)."""
+    size = (height, width)
+    if body.points:
+        validate_points(body.points, body.point_labels(), size, REQUEST_NAMES)
+    if body.boxes:
+        validate_boxes(body.boxes, size, REQUEST_NAMES)
 
 
 def check_output_size(num_masks: int, width: int, height: int, settings: Settings) -> None:

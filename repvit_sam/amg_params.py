@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import InvalidInputError
+from .parameters import is_int, is_number, param, require
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
-
-
-def _require(ok: bool, name: str, expected: str, value: object) -> None:
-    if not ok:
-        raise InvalidInputError(f"{name} must be {expected}, got {value!r}")
-
-
-def is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def is_number(value: object) -> bool:
-    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:  # an int beyond float's range
-        return False
 
 
 def _deepest_grid_side(points_per_side: int, factor: int, layers: int) -> int:
@@ -63,20 +45,20 @@ class AmgParams:
         upsample_batch: Prompts whose masks are upscaled and resized at once (memory bound).
     """
 
-    points_per_side: int | None = 32
-    points_per_batch: int = 64
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
-    stability_score_offset: float = 1.0
-    box_nms_thresh: float = 0.7
-    crop_n_layers: int = 0
-    crop_nms_thresh: float = 0.7
-    crop_overlap_ratio: float = 512 / 1500
-    crop_n_points_downscale_factor: int = 1
-    point_grids: list[np.ndarray] | None = None
-    min_mask_region_area: int = 0
-    output_mode: str = "binary_mask"
-    upsample_batch: int = 16
+    points_per_side: int | None = param(32, "grid points per image side")
+    points_per_batch: int = param(64, "prompts decoded together")
+    pred_iou_thresh: float = param(0.88, "keep masks whose predicted IoU is above this; 0 disables")
+    stability_score_thresh: float = param(0.95, "keep masks at least this stable; 0 disables")
+    stability_score_offset: float = param(1.0, "logit offset of the stability score")
+    box_nms_thresh: float = param(0.7, "box IoU above which duplicates in a crop are removed")
+    crop_n_layers: int = param(0, "extra layers of image crops")
+    crop_nms_thresh: float = param(0.7, "box IoU above which duplicates between crops go")
+    crop_overlap_ratio: float = param(512 / 1500, "overlap of neighbouring crops")
+    crop_n_points_downscale_factor: int = param(1, "point grid shrink per crop layer")
+    point_grids: list[np.ndarray] | None = param(None, "one Nx2 grid in [0, 1] per crop layer")
+    min_mask_region_area: int = param(0, "remove holes and islands smaller than this (pixels)")
+    output_mode: str = param("binary_mask", "binary_mask, uncompressed_rle or coco_rle")
+    upsample_batch: int = param(16, "prompts whose masks are upscaled at once (memory)")
 
     def __post_init__(self) -> None:
         if (self.points_per_side is None) == (self.point_grids is None):
@@ -86,7 +68,7 @@ class AmgParams:
                 f"{'None' if self.point_grids is None else 'a list'})"
             )
         if self.points_per_side is not None:
-            _require(
+            require(
                 is_int(self.points_per_side) and self.points_per_side >= 1,
                 "points_per_side",
                 "a positive integer",
@@ -94,12 +76,12 @@ class AmgParams:
             )
         for name in ("points_per_batch", "crop_n_points_downscale_factor", "upsample_batch"):
             value = getattr(self, name)
-            _require(is_int(value) and value >= 1, name, "a positive integer", value)
+            require(is_int(value) and value >= 1, name, "a positive integer", value)
         for name in ("crop_n_layers", "min_mask_region_area"):
             value = getattr(self, name)
-            _require(is_int(value) and value >= 0, name, "an integer >= 0", value)
+            require(is_int(value) and value >= 0, name, "an integer >= 0", value)
         if self.points_per_side is not None:
-            _require(
+            require(
                 _deepest_grid_side(
                     self.points_per_side, self.crop_n_points_downscale_factor, self.crop_n_layers
                 )
@@ -116,20 +98,20 @@ class AmgParams:
             "crop_nms_thresh",
         ):
             value = getattr(self, name)
-            _require(is_number(value) and 0 <= value <= 1, name, "a number in [0, 1]", value)
-        _require(
+            require(is_number(value) and 0 <= value <= 1, name, "a number in [0, 1]", value)
+        require(
             is_number(self.stability_score_offset) and self.stability_score_offset > 0,
             "stability_score_offset",
             "a positive number",
             self.stability_score_offset,
         )
-        _require(
+        require(
             is_number(self.crop_overlap_ratio) and 0 <= self.crop_overlap_ratio < 1,
             "crop_overlap_ratio",
             "a number in [0, 1)",
             self.crop_overlap_ratio,
         )
-        _require(
+        require(
             self.output_mode in OUTPUT_MODES,
             "output_mode",
             f"one of {', '.join(OUTPUT_MODES)}",
@@ -147,7 +129,7 @@ class AmgParams:
 
     def _check_grids(self) -> None:
         grids = self.point_grids
-        _require(
+        require(
             isinstance(grids, (list, tuple)) and len(grids) == self.crop_n_layers + 1,
             "point_grids",
             f"a list of crop_n_layers + 1 = {self.crop_n_layers + 1} Nx2 arrays",
@@ -155,7 +137,7 @@ class AmgParams:
         )
         for index, grid in enumerate(grids):
             array = np.asarray(grid)
-            _require(
+            require(
                 array.ndim == 2
                 and array.shape[1] == 2
                 and len(array) > 0
@@ -164,7 +146,3 @@ class AmgParams:
                 "a non-empty Nx2 array of XY points normalised to [0, 1]",
                 getattr(array, "shape", array),
             )
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))

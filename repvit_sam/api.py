@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from segment_anything.modeling import Sam
 
-from .backends import Encoder, make_encoder
+from .backends import make_encoder
 from .build import build_repvit_sam
 from .build import fuse as fuse_model
 from .checkpoint import CheckpointSource
@@ -26,6 +26,24 @@ from .predictor import Predictor
 from .weights import DEFAULT_WEIGHTS, download_weights, get_weights_spec
 
 logger = logging.getLogger(__name__)
+
+
+def load_predictor(
+    checkpoint: CheckpointSource,
+    *,
+    variant: str = DEFAULT_VARIANT,
+    device: str | torch.device = "cpu",
+    fuse: bool = True,
+    image_size: int | None = None,
+    backend: str = "torch",
+    precision: str = "fp32",
+) -> Predictor:
+    """The model of a checkpoint with its encoder backend, behind a Predictor: the one
+    assembly of ``RepViTSAM`` and the HTTP service (arguments as ``RepViTSAM``'s)."""
+    model = build_repvit_sam(
+        checkpoint, variant=variant, fuse=fuse, device=device, image_size=image_size
+    )
+    return Predictor(model, encoder=make_encoder(model, backend, precision=precision, fuse=fuse))
 
 
 def image_key(image: np.ndarray) -> str:
@@ -76,19 +94,22 @@ class RepViTSAM:
                 "RepViTSAM.from_pretrained() to download the official weights, or "
                 "RepViTSAM.from_model(model) for a model you built"
             )
-        model = build_repvit_sam(
-            checkpoint, variant=variant, fuse=fuse, device=device, image_size=image_size
+        predictor = load_predictor(
+            checkpoint,
+            variant=variant,
+            device=device,
+            fuse=fuse,
+            image_size=image_size,
+            backend=backend,
+            precision=precision,
         )
-        encoder = None
-        if backend != "torch" or precision != "fp32" or fuse:
-            encoder = make_encoder(model, backend, precision=precision, fuse=fuse)
-        self._init(model, cache_size, encoder)
+        self._init(predictor, cache_size)
 
-    def _init(self, model: Sam, cache_size: int, encoder: Encoder | None = None) -> None:
+    def _init(self, predictor: Predictor, cache_size: int) -> None:
         if cache_size < 0:
             raise InvalidInputError(f"cache_size must be >= 0, got {cache_size}")
-        self.model = model
-        self.predictor = Predictor(model, encoder=encoder)
+        self.model = predictor.model
+        self.predictor = predictor
         self.cache_size = cache_size
         self._cache: OrderedDict[str, ImageEmbedding] = OrderedDict()
         self._lock = threading.Lock()
@@ -97,7 +118,7 @@ class RepViTSAM:
     def from_model(cls, model: Sam, *, fuse: bool = False, cache_size: int = 4) -> RepViTSAM:
         """Wraps a model built with ``build_repvit_sam`` (or any segment-anything ``Sam``)."""
         self = cls.__new__(cls)
-        self._init(fuse_model(model) if fuse else model.eval(), cache_size)
+        self._init(Predictor(fuse_model(model) if fuse else model.eval()), cache_size)
         return self
 
     @classmethod

@@ -22,10 +22,11 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.amg import batch_iterator, batched_mask_to_box, build_point_grid
 from torchvision.ops.boxes import batched_nms
 
-from .amg_params import is_int, is_number
 from .backends import Encoder
+from .edge_params import EdgeParams
 from .embedding import ImageEmbedding
 from .errors import InvalidInputError
+from .parameters import is_int
 from .postprocess import SeparableResize
 from .predictor import Predictor, image_size
 from .progress import CancelCallback, ProgressCallback, Tracker
@@ -202,22 +203,15 @@ class EdgeDetector:
         model: Sam,
         *,
         encoder: Encoder | None = None,
-        points_per_side: int = 16,
-        points_per_batch: int = 64,
-        nms_thresh: float = 0.7,
-        boundary_width: int = 1,
+        points_per_side: int = EdgeParams.points_per_side,
+        points_per_batch: int = EdgeParams.points_per_batch,
+        nms_thresh: float = EdgeParams.nms_thresh,
+        boundary_width: int = EdgeParams.boundary_width,
         chunk_size: int = 32,
     ) -> None:
-        for name, value in (
-            ("points_per_side", points_per_side),
-            ("points_per_batch", points_per_batch),
-            ("chunk_size", chunk_size),
-            ("boundary_width", boundary_width),
-        ):
-            if not is_int(value) or value < 1:
-                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
-        if not is_number(nms_thresh) or not 0 <= nms_thresh <= 1:
-            raise InvalidInputError(f"nms_thresh must be a number in [0, 1], got {nms_thresh!r}")
+        self.params = EdgeParams(points_per_side, points_per_batch, nms_thresh, boundary_width)
+        if not is_int(chunk_size) or chunk_size < 1:
+            raise InvalidInputError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         self.model = model
         self.predictor = Predictor(model, encoder=encoder)
         self.points_per_side = points_per_side

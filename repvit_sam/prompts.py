@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,19 +22,39 @@ def _as_float_array(value: Any, name: str) -> np.ndarray:
     return array
 
 
-def _check_inside(xy: np.ndarray, image_size: tuple[int, int], name: str) -> None:
+@dataclass(frozen=True)
+class PromptNames:
+    """What a caller calls each prompt argument, for the errors to name it: SamPredictor's
+    arguments by default; the HTTP service passes its JSON fields (``points``, ``boxes``)."""
+
+    points: str = "point_coords"
+    labels: str = "point_labels"
+    boxes: str = "box"
+    mask_input: str = "mask_input"
+
+
+SAM_NAMES = PromptNames()
+
+
+def _check_inside(rows: np.ndarray, image_size: tuple[int, int], name: str) -> None:
+    """Every row (N x 2k: k XY points) lies in [0, W] x [0, H]; else names the first that does
+    not, as ``name[i]``."""
     height, width = image_size
-    outside = (xy[..., 0] < 0) | (xy[..., 0] > width) | (xy[..., 1] < 0) | (xy[..., 1] > height)
+    xs, ys = rows[:, 0::2], rows[:, 1::2]
+    outside = ((xs < 0) | (xs > width) | (ys < 0) | (ys > height)).any(axis=1)
     if outside.any():
-        first = xy[outside][0].tolist()
+        index = int(np.flatnonzero(outside)[0])
         raise InvalidInputError(
-            f"{name} has coordinates outside the {width}x{height} image (x in [0, {width}], "
-            f"y in [0, {height}]): {first}"
+            f"{name}[{index}] {rows[index].tolist()} is outside the {width}x{height} image "
+            f"(x in [0, {width}], y in [0, {height}])"
         )
 
 
 def validate_points(
-    point_coords: Any, point_labels: Any, image_size: tuple[int, int]
+    point_coords: Any,
+    point_labels: Any,
+    image_size: tuple[int, int],
+    names: PromptNames = SAM_NAMES,
 ) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
     """Checks point prompts.
 
@@ -41,60 +62,68 @@ def validate_points(
         point_coords: Nx2 (X, Y) pixels of the original image, or None.
         point_labels: N labels, 1 foreground and 0 background, or None.
         image_size: (H, W) of the original image.
+        names: What the errors call the arguments.
 
     Returns:
         Nx2 float32 coordinates and N int64 labels, or (None, None) for no points.
     """
+    points, labels_name = names.points, names.labels
     if point_coords is None and point_labels is None:
         return None, None
     if point_coords is None:
-        raise InvalidInputError("point_labels were given without point_coords")
+        raise InvalidInputError(f"{labels_name} were given without {points}")
     if point_labels is None:
-        raise InvalidInputError("point_coords must be supplied with point_labels")
-    coords = _as_float_array(point_coords, "point_coords")
+        raise InvalidInputError(f"{points} must be supplied with {labels_name}")
+    coords = _as_float_array(point_coords, points)
     if coords.ndim != 2 or coords.shape[1] != 2:
-        raise InvalidInputError(f"point_coords must be Nx2 (X, Y), got shape {coords.shape}")
+        raise InvalidInputError(f"{points} must be Nx2 (X, Y), got shape {coords.shape}")
     if coords.shape[0] == 0:
-        raise InvalidInputError("point_coords is empty; pass None for no points")
-    labels = _as_float_array(point_labels, "point_labels")
+        raise InvalidInputError(f"{points} is empty; pass None for no points")
+    labels = _as_float_array(point_labels, labels_name)
     if labels.shape != (coords.shape[0],):
         raise InvalidInputError(
-            f"point_labels must have one label per point ({coords.shape[0]}), got shape "
+            f"{labels_name} must have one label per point ({coords.shape[0]}), got shape "
             f"{labels.shape}"
         )
     if not np.isin(labels, (0, 1)).all():
-        raise InvalidInputError("point_labels must be 1 (foreground) or 0 (background)")
-    _check_inside(coords, image_size, "point_coords")
+        raise InvalidInputError(f"{labels_name} must be 1 (foreground) or 0 (background)")
+    _check_inside(coords, image_size, points)
     return coords.astype(np.float32), labels.astype(np.int64)
 
 
-def validate_boxes(box: Any, image_size: tuple[int, int]) -> np.ndarray | None:
+def validate_boxes(
+    box: Any, image_size: tuple[int, int], names: PromptNames = SAM_NAMES
+) -> np.ndarray | None:
     """Checks box prompts.
 
     Args:
         box: One box as 4 numbers or Bx4 boxes, XYXY pixels of the original image, or None.
         image_size: (H, W) of the original image.
+        names: What the errors call the arguments.
 
     Returns:
         Bx4 float32 boxes, or None.
     """
     if box is None:
         return None
-    boxes = _as_float_array(box, "box")
+    name = names.boxes
+    boxes = _as_float_array(box, name)
     if boxes.ndim == 1:
         boxes = boxes[None, :]
     if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise InvalidInputError(f"box must be 4 numbers or Bx4 (x0, y0, x1, y1), got {boxes.shape}")
+        raise InvalidInputError(
+            f"{name} must be 4 numbers or Bx4 (x0, y0, x1, y1), got {boxes.shape}"
+        )
     if boxes.shape[0] == 0:
-        raise InvalidInputError("box is empty; pass None for no box")
+        raise InvalidInputError(f"{name} is empty; pass None for no box")
     inverted = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
     if inverted.any():
         index = int(np.flatnonzero(inverted)[0])
         raise InvalidInputError(
-            f"box {index} {boxes[index].tolist()} is empty or inverted; "
+            f"{name}[{index}] {boxes[index].tolist()} is empty or inverted; "
             "expected x0 < x1 and y0 < y1"
         )
-    _check_inside(boxes.reshape(-1, 2, 2), image_size, "box")
+    _check_inside(boxes, image_size, name)
     return boxes.astype(np.float32)
 
 

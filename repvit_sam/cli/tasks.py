@@ -5,35 +5,39 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..amg_params import AmgParams
+from ..edge_params import EdgeParams
 from ..errors import InvalidInputError
 from ..image_io import IMAGE_SUFFIXES
+from ..parameters import parameter_defaults, parameter_help
 from . import common
 
 METADATA_HEADER = (
     "id,area,bbox_x0,bbox_y0,bbox_w,bbox_h,point_input_x,point_input_y,predicted_iou,"
     "stability_score,crop_box_x0,crop_box_y0,crop_box_w,crop_box_h"
 )
-# Help of AmgParams' options that the command line exposes; defaults come from AmgParams.
-AMG_HELP = {
-    "points_per_side": "grid points per image side",
-    "points_per_batch": "prompts decoded together",
-    "pred_iou_thresh": "keep masks with predicted IoU above this",
-    "stability_score_thresh": "keep masks at least this stable",
-    "stability_score_offset": "logit offset of the stability score",
-    "box_nms_thresh": "duplicate removal box IoU",
-    "crop_n_layers": "extra layers of image crops",
-    "crop_nms_thresh": "duplicate removal between crops",
-    "crop_overlap_ratio": "overlap of crops",
-    "crop_n_points_downscale_factor": "point grid shrink per crop layer",
-    "min_mask_region_area": "remove holes/islands smaller than this",
-}
+# Parameters the command line leaves at their defaults: a grid per crop layer is no option,
+# masks are written as PNGs or COCO JSON, and the upscaling batch is a memory knob.
+AMG_NOT_OPTIONS = ("point_grids", "output_mode", "upsample_batch")
+AMG_OPTIONS = tuple(name for name in parameter_help(AmgParams) if name not in AMG_NOT_OPTIONS)
+
+
+def _add_parameter_options(
+    parser: argparse.ArgumentParser, params: type, names: Iterable[str]
+) -> None:
+    """One option per parameter, with the dataclass's default, type and help."""
+    defaults, helps = parameter_defaults(params), parameter_help(params)
+    for name in names:
+        default = defaults[name]
+        parser.add_argument(
+            "--" + name.replace("_", "-"), type=type(default), default=default, help=helps[name]
+        )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,12 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write one COCO-style JSON (RLE masks) per image instead of PNGs + metadata.csv",
     )
     amg.add_argument("--overlay", action="store_true", help="also write NAME_overlay.png")
-    defaults = AmgParams()
-    for name, text in AMG_HELP.items():
-        default = getattr(defaults, name)
-        amg.add_argument(
-            "--" + name.replace("_", "-"), type=type(default), default=default, help=text
-        )
+    _add_parameter_options(amg, AmgParams, AMG_OPTIONS)
     common.add_model_options(amg)
 
     edges = common.add_command(
@@ -62,8 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     edges.add_argument("input", type=Path, help="image or folder of images")
     edges.add_argument("output", type=Path, help="folder to write NAME.png edge maps to")
     edges.add_argument("--overlay", action="store_true", help="also write NAME_overlay.png")
-    edges.add_argument("--points-per-side", type=int, default=16, help="prompt grid")
-    edges.add_argument("--nms-thresh", type=float, default=0.7, help="mask NMS box IoU")
+    _add_parameter_options(edges, EdgeParams, parameter_help(EdgeParams))
     common.add_model_options(edges)
 
     evaluate = common.add_command(
@@ -113,7 +111,7 @@ def run_amg(args: argparse.Namespace) -> int:
     from ..image_io import load_image
     from ..visualize import overlay_masks
 
-    params = {name: getattr(args, name) for name in AMG_HELP}
+    params = {name: getattr(args, name) for name in AMG_OPTIONS}
     params["output_mode"] = "coco_rle" if args.json else "binary_mask"
     paths = _images(args.input)
     sam = common.load_sam(args)
@@ -178,9 +176,8 @@ def run_edges(args: argparse.Namespace) -> int:
 
     paths = _images(args.input)
     sam = common.load_sam(args)
-    detector = EdgeDetector(
-        sam.model, points_per_side=args.points_per_side, nms_thresh=args.nms_thresh
-    )
+    params = {name: getattr(args, name) for name in parameter_help(EdgeParams)}
+    detector = EdgeDetector(sam.model, encoder=sam.predictor.encoder, **params)
     args.output.mkdir(parents=True, exist_ok=True)
     for path, report in _progress_bars(paths, "edges"):
         image = load_image(path)
