@@ -19,12 +19,6 @@ def encode_rle(mask: np.ndarray) -> dict[str, Any]:
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
-def decode_rle(rle: dict[str, Any]) -> np.ndarray:
-    """The HxW bool mask of ``encode_rle`` output."""
-    compressed = {"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}
-    return mask_utils.decode(compressed).astype(bool)
-
-
 def encode_png(mask: np.ndarray) -> str:
     """A 1-bit PNG of an HxW bool mask, base64-encoded."""
     stream = io.BytesIO()

@@ -6,7 +6,7 @@ over ``--rounds`` rounds, so that a slow spell of a shared machine falls on all 
 than on whichever row ran then. Random weights: the work does not depend on their values. ::
 
     python benchmarks/speed.py                  # everything, 2 threads
-    python benchmarks/speed.py --only encoder   # what benchmarks/encoder.py prints
+    python benchmarks/speed.py --only encoder   # the encoder rows alone
 
 Rows:
   encoder/*   1x3x1024x1024 preprocessed image -> 1x256x64x64 embedding; ratio to the unfused

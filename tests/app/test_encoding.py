@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from repvit_sam_server.encoding import decode_rle, encode_polygons, encode_rle
+from repvit_sam_client import decode_rle
+from repvit_sam_server.encoding import encode_polygons, encode_rle
 
 
 def _disk_with_a_hole(size: int = 400) -> np.ndarray:
