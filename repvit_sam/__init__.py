@@ -39,12 +39,12 @@ _EXPORTS = {
     "RepViTSAMError": ".errors",
     "WeightsDownloadError": ".errors",
     "RemoteError": "repvit_sam_client",
-    "ImageTooLargeError": ".image_io",
+    "ImageTooLargeError": ".errors",
     "load_image": ".image_io",
     "VARIANTS": ".modeling",
     "Predictor": ".predictor",
-    "CancelledError": ".progress",
-    "DeadlineExceededError": ".progress",
+    "CancelledError": ".errors",
+    "DeadlineExceededError": ".errors",
     "WEIGHTS": ".weights",
     "default_cache_dir": ".weights",
     "download_weights": ".weights",
@@ -93,17 +93,19 @@ if TYPE_CHECKING:
     from .edges import EdgeDetector, EdgeMap, edge_map_from_logits
     from .embedding import ImageEmbedding
     from .errors import (
+        CancelledError,
         CheckpointError,
+        DeadlineExceededError,
         ImageNotSetError,
+        ImageTooLargeError,
         InvalidImageError,
         InvalidInputError,
         PrecisionOverflowError,
         RepViTSAMError,
         WeightsDownloadError,
     )
-    from .image_io import ImageTooLargeError, load_image
+    from .image_io import load_image
     from .modeling import VARIANTS
     from .prediction import Prediction
     from .predictor import Predictor
-    from .progress import CancelledError, DeadlineExceededError
     from .weights import WEIGHTS, default_cache_dir, download_weights

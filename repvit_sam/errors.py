@@ -7,10 +7,15 @@ Every error the library raises on purpose derives from ``RepViTSAMError``::
     ├── WeightsDownloadError       fetching or verifying registered weights failed
     ├── InvalidInputError          (also a ValueError) bad image, prompt or argument
     │   └── InvalidImageError      an image that cannot be decoded or has an unusable shape/dtype
+    │       └── ImageTooLargeError more pixels than allowed (decompression bomb, ``max_pixels``)
     ├── ImageNotSetError           (also a RuntimeError) predicting before ``set_image``
     ├── PrecisionOverflowError     (also an ArithmeticError) fp16/bf16 gave inf or NaN
+    ├── CancelledError             a long task (automatic masks, edges) stopped by its caller
+    │   └── DeadlineExceededError  (also a TimeoutError) it did not finish by its deadline
     └── RemoteError                the HTTP service answered with an error; defined by the
                                    torch-free client (repvit_sam_client), tree drawn there
+
+The HTTP service adds its own below these (``repvit_sam_server.errors``, tree drawn there).
 
 Errors of the inputs also derive from ``ValueError`` (or ``TypeError`` for wrong types), so
 code written against segment-anything's exceptions keeps working.
@@ -45,3 +50,15 @@ class ImageNotSetError(RepViTSAMError, RuntimeError):
 
 class PrecisionOverflowError(RepViTSAMError, ArithmeticError):
     """A reduced-precision (fp16/bf16) run produced inf or NaN; fp32 computes it."""
+
+
+class ImageTooLargeError(InvalidImageError):
+    """The image has more pixels than allowed (PIL's decompression-bomb guard or ``max_pixels``)."""
+
+
+class CancelledError(RepViTSAMError):
+    """Generation was cancelled by the caller's ``cancel`` callback."""
+
+
+class DeadlineExceededError(CancelledError, TimeoutError):
+    """Generation did not finish before the caller's ``deadline``."""

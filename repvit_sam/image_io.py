@@ -10,16 +10,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InvalidImageError
+from .errors import ImageTooLargeError, InvalidImageError
 
 # The file suffixes the commands pick up from a folder of images.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
-
-
-class ImageTooLargeError(InvalidImageError):
-    """The image has more pixels than allowed (PIL's decompression-bomb guard or ``max_pixels``)."""
 
 
 def load_image(source: ImageSource, *, max_pixels: int | None = None) -> np.ndarray:

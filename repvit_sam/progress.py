@@ -18,18 +18,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .errors import InvalidInputError, RepViTSAMError
+from .errors import CancelledError, DeadlineExceededError, InvalidInputError
+
+__all__ = [
+    "CancelCallback",
+    "CancelledError",
+    "DeadlineExceededError",
+    "ProgressCallback",
+    "Tracker",
+]
 
 ProgressCallback = Callable[[int, int], None]
 CancelCallback = Callable[[], bool]
-
-
-class CancelledError(RepViTSAMError):
-    """Generation was cancelled by the caller's ``cancel`` callback."""
-
-
-class DeadlineExceededError(CancelledError, TimeoutError):
-    """Generation did not finish before the caller's ``deadline``."""
 
 
 class Tracker:

@@ -8,9 +8,11 @@ All are ``RemoteError``, with ``status_code`` and ``detail``::
     ├── NotFoundError          404: unknown or evicted embedding or logits id
     ├── PayloadTooLargeError   413: upload or image too large
     ├── ValidationError        400/422: bad image or prompt; ``detail`` names the field
-    ├── ServiceBusyError       503: queue full or model loading; ``retry_after`` seconds
+    ├── ServiceBusyError       503: queue full, model loading or shutting down; ``retry_after``
     └── ServerError            other 5xx
         └── TaskTimeoutError   504: a /masks or /edges task ran past the service's time limit
+
+Any other 4xx (e.g. 415, a body of the wrong media type) is a ``RemoteError`` itself.
 
 Where the full ``repvit-sam`` package is installed too, ``RemoteError`` is also a
 ``repvit_sam.RepViTSAMError``, so one ``except`` catches every error of either. Import them from
