@@ -11,7 +11,6 @@ encoder call (single-flight). Long tasks (automatic masks, edge maps) run under
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import threading
 import time
@@ -32,7 +31,8 @@ from repvit_sam import (
     download_weights,
     load_image,
 )
-from repvit_sam.api import image_key, load_predictor
+from repvit_sam.api import load_predictor
+from repvit_sam.embedding_ids import embedding_id, model_fingerprint
 from repvit_sam.weights import sha256_of
 
 from .cache import EmbeddingCache
@@ -109,11 +109,13 @@ class InferenceService:
             backend=settings.backend,
         )
         encoder = predictor.encoder
-        digest = hashlib.blake2b(digest_size=16)
-        identity = f"{settings.variant}|{predictor.model.image_encoder.img_size}|{settings.fuse}"
-        digest.update(f"{identity}|{encoder.name}".encode())
-        digest.update(sha256_of(checkpoint).encode())
-        self.fingerprint = self.store.fingerprint = digest.hexdigest()
+        self.fingerprint = self.store.fingerprint = model_fingerprint(
+            sha256_of(checkpoint),
+            settings.variant,
+            predictor.model.image_encoder.img_size,
+            settings.fuse,
+            encoder.name,
+        )
         if settings.warmup:
             with torch.inference_mode():
                 embedding = predictor.embed(np.zeros((64, 64, 3), np.uint8))
@@ -200,9 +202,7 @@ class InferenceService:
 
     def embedding_id(self, pixels: np.ndarray) -> str:
         """The id of an HxWx3 uint8 image under this model: its pixels and the model's digest."""
-        return hashlib.blake2b(
-            f"{self.fingerprint}:{image_key(pixels)}".encode(), digest_size=16
-        ).hexdigest()
+        return embedding_id(self.fingerprint, pixels)
 
     async def embed(self, pixels: np.ndarray) -> tuple[str, ImageEmbedding, bool]:
         """The image's id, embedding and whether it was already cached (or being computed)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -18,6 +17,7 @@ from .build import build_repvit_sam
 from .build import fuse as fuse_model
 from .checkpoint import CheckpointSource
 from .embedding import ImageEmbedding
+from .embedding_ids import image_key
 from .errors import InvalidInputError
 from .image_io import ImageSource, load_image
 from .modeling import DEFAULT_VARIANT
@@ -44,14 +44,6 @@ def load_predictor(
         checkpoint, variant=variant, fuse=fuse, device=device, image_size=image_size
     )
     return Predictor(model, encoder=make_encoder(model, backend, precision=precision, fuse=fuse))
-
-
-def image_key(image: np.ndarray) -> str:
-    """A digest of an HxWx3 uint8 image's pixels: equal images share embeddings."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(repr(image.shape).encode())
-    digest.update(np.ascontiguousarray(image).data)
-    return digest.hexdigest()
 
 
 class RepViTSAM:

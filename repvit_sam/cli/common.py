@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError
+from ..parameters import parameter_defaults, parameter_help
 from ..runtimes import BACKENDS
 
 Command = Callable[[argparse.Namespace], int]
@@ -62,6 +63,18 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def add_parameter_options(
+    parser: argparse.ArgumentParser, params: type, names: Iterable[str]
+) -> None:
+    """One option per parameter, with the dataclass's default, type and help."""
+    defaults, helps = parameter_defaults(params), parameter_help(params)
+    for name in names:
+        default = defaults[name]
+        parser.add_argument(
+            "--" + name.replace("_", "-"), type=type(default), default=default, help=helps[name]
+        )
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from ..amg_params import AmgParams
 from ..edge_params import EdgeParams
 from ..errors import InvalidInputError
 from ..image_io import IMAGE_SUFFIXES
-from ..parameters import parameter_defaults, parameter_help
+from ..parameters import parameter_help
 from . import common
 
 METADATA_HEADER = (
@@ -26,18 +26,6 @@ METADATA_HEADER = (
 # masks are written as PNGs or COCO JSON, and the upscaling batch is a memory knob.
 AMG_NOT_OPTIONS = ("point_grids", "output_mode", "upsample_batch")
 AMG_OPTIONS = tuple(name for name in parameter_help(AmgParams) if name not in AMG_NOT_OPTIONS)
-
-
-def _add_parameter_options(
-    parser: argparse.ArgumentParser, params: type, names: Iterable[str]
-) -> None:
-    """One option per parameter, with the dataclass's default, type and help."""
-    defaults, helps = parameter_defaults(params), parameter_help(params)
-    for name in names:
-        default = defaults[name]
-        parser.add_argument(
-            "--" + name.replace("_", "-"), type=type(default), default=default, help=helps[name]
-        )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write one COCO-style JSON (RLE masks) per image instead of PNGs + metadata.csv",
     )
     amg.add_argument("--overlay", action="store_true", help="also write NAME_overlay.png")
-    _add_parameter_options(amg, AmgParams, AMG_OPTIONS)
+    common.add_parameter_options(amg, AmgParams, AMG_OPTIONS)
     common.add_model_options(amg)
 
     edges = common.add_command(
@@ -61,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     edges.add_argument("input", type=Path, help="image or folder of images")
     edges.add_argument("output", type=Path, help="folder to write NAME.png edge maps to")
     edges.add_argument("--overlay", action="store_true", help="also write NAME_overlay.png")
-    _add_parameter_options(edges, EdgeParams, parameter_help(EdgeParams))
+    common.add_parameter_options(edges, EdgeParams, parameter_help(EdgeParams))
     common.add_model_options(edges)
 
     evaluate = common.add_command(
