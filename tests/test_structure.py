@@ -122,3 +122,27 @@ def test_modules_and_functions_stay_small(name):
             assert length <= MAX_FUNCTION_LINES, (
                 f"{path}:{node.lineno} {node.name} is {length} lines"
             )
+
+
+# Where each package's tests live: the library's modules at the top of tests/, every sub-package
+# (and each distribution's package) in a folder of its own.
+TEST_FOLDERS = {
+    "repvit_sam": "",
+    "repvit_sam.cli": "cli",
+    "repvit_sam.client": "client",
+    "repvit_sam.dataset": "dataset",
+    "repvit_sam.distill": "distill",
+    "repvit_sam.modeling": "modeling",
+    "repvit_sam_client": "client",
+    "repvit_sam_server": "app",
+    "repvit_sam_server.adapters": "app",
+    "repvit_sam_server.routes": "app",
+}
+
+
+def test_tests_mirror_the_package_layout():
+    packages = sorted(name for name, path in _modules().items() if path.name == "__init__.py")
+    assert sorted(TEST_FOLDERS) == packages
+    for package, folder in TEST_FOLDERS.items():
+        tests = ROOT / "tests" / folder
+        assert list(tests.glob("test_*.py")) or list(tests.glob("*/test_*.py")), package
