@@ -19,3 +19,13 @@ def test_speed_rejects_counts_below_one(option, value):
     )
     assert done.returncode == 2
     assert f"argument {option}: must be at least 1, got {value}" in done.stderr
+
+
+@pytest.mark.parametrize("arguments", [["--images", "0"], ["--batch-sizes", "4", "0"]])
+def test_dataset_benchmark_rejects_counts_below_one(arguments):
+    script = SPEED.parent / "dataset.py"
+    done = subprocess.run(
+        [sys.executable, str(script), *arguments], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert "must be at least 1" in done.stderr
