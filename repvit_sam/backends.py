@@ -10,9 +10,10 @@ and is tested against the PyTorch model within the reference parity tolerances.
 ``auto``       the documented rule below
 =============  ==========================================================================
 
-``auto``: on CUDA devices ``torch``; on the CPU ``openvino`` where it is installed, else
-``onnxruntime``, else ``torch``. The order is what ``benchmarks/speed.py`` measured on our
-x86 CPU machines (see the README's table); run it on yours to check. A backend counts as
+``auto``: on CUDA devices ``torch``; on the CPU ``openvino`` where it is installed, then
+``onnxruntime`` before ``torch`` on CPUs with AVX-512 and after it on the others
+(``runtimes.cpu_backend_order``). The order is what ``benchmarks/speed.py`` measured on our two
+kinds of x86 CPU (see the README's table); run it on yours to check. A backend counts as
 installed when every module it needs imports: the ONNX backends export through ``onnx``.
 
 The ONNX backends export the encoder once per model and keep the file in
@@ -39,7 +40,14 @@ from segment_anything.modeling import Sam
 
 from .errors import InvalidInputError, PrecisionOverflowError
 from .modeling import fuse_modules, use_portable_squeeze_excite
-from .runtimes import BACKENDS, EXTRAS, is_available, missing_modules
+from .runtimes import (
+    BACKENDS,
+    EXTRAS,
+    cpu_backend_order,
+    cpu_flags,
+    is_available,
+    missing_modules,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +77,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         return backend
     if device.type != "cpu":
         return "torch"
-    return next(b for b in ("openvino", "onnxruntime", "torch") if is_available(b))
+    return next(b for b in cpu_backend_order(cpu_flags()) if is_available(b))
 
 
 class TorchEncoder:

@@ -8,7 +8,14 @@ import onnxruntime
 import pytest
 import torch
 
-from repvit_sam import InvalidInputError, PrecisionOverflowError, Predictor, build_repvit_sam
+from repvit_sam import (
+    InvalidInputError,
+    PrecisionOverflowError,
+    Predictor,
+    backends,
+    build_repvit_sam,
+    runtimes,
+)
 from repvit_sam.backends import (
     BACKENDS,
     check_finite,
@@ -56,9 +63,25 @@ def test_predictor_with_backend(model, backend, rgb_image):
 
 def test_auto_rule():
     cpu = torch.device("cpu")
-    expected = next(b for b in ("openvino", "onnxruntime", "torch") if is_available(b))
-    assert resolve_backend("auto", cpu) == expected
+    order = runtimes.cpu_backend_order(runtimes.cpu_flags())
+    assert resolve_backend("auto", cpu) == next(b for b in order if is_available(b))
     assert resolve_backend("auto", torch.device("cuda")) == "torch"
+
+
+@pytest.mark.parametrize(
+    ("flags", "installed", "expected"),
+    [
+        ({"avx2", "avx512f", "amx_tile"}, {"openvino", "onnxruntime"}, "openvino"),
+        ({"avx2"}, {"openvino", "onnxruntime"}, "openvino"),
+        ({"avx2", "avx512f"}, {"onnxruntime"}, "onnxruntime"),
+        ({"avx2"}, {"onnxruntime"}, "torch"),  # AVX2 only: PyTorch measured ahead of ORT
+        (set(), set(), "torch"),
+    ],
+)
+def test_auto_follows_the_cpu(monkeypatch, flags, installed, expected):
+    monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(backends, "is_available", lambda b: b == "torch" or b in installed)
+    assert resolve_backend("auto", torch.device("cpu")) == expected
 
 
 @pytest.mark.parametrize(
