@@ -4,7 +4,8 @@ The decoder graph is segment-anything's own ``SamOnnxModel`` (inputs ``image_emb
 ``point_coords``, ``point_labels``, ``mask_input``, ``has_mask_input``, ``orig_im_size``;
 outputs ``masks``, ``iou_predictions``, ``low_res_masks``), so clients written for SAM's ONNX
 decoder work unchanged (with one fix: ``SamOnnxDecoder``). Boxes go in as two points labelled 2
-and 3, as in SAM.
+and 3, as in SAM. ``CvatOnnxDecoder`` adds the outputs CVAT's SAM plugin reads. The files each
+tool expects (names, layout, its model config) are written by ``repvit_sam.onnx_formats``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ from .modeling import fuse_modules, use_portable_squeeze_excite
 logger = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
+DECODER_INPUTS = (
+    "image_embeddings",
+    "point_coords",
+    "point_labels",
+    "mask_input",
+    "has_mask_input",
+    "orig_im_size",
+)
+DECODER_OUTPUTS = ("masks", "iou_predictions", "low_res_masks")
+CVAT_OUTPUTS = (*DECODER_OUTPUTS, "xtl", "ytl", "xbr", "ybr")
 
 
 class PreprocessingEncoder(nn.Module):
@@ -71,6 +82,47 @@ class SamOnnxDecoder(SamOnnxModel):
         return F.interpolate(masks, size=(size[0], size[1]), mode="bilinear", align_corners=False)
 
 
+class CvatOnnxDecoder(SamOnnxDecoder):
+    """The decoder CVAT's SAM plugin runs in the browser (its ``/assets/decoder.onnx``).
+
+    Same inputs as SAM's, and SAM's selection of one mask (``return_single_mask``). Outputs, as
+    CVAT's own export writes them: ``masks`` is the mask thresholded at the model's threshold
+    and cropped to its bounding box, 1x1xhxw uint8 (0 or 1); ``iou_predictions`` 1x1;
+    ``low_res_masks`` the 1x1x256x256 logits for the next click's ``mask_input``; and ``xtl``,
+    ``ytl``, ``xbr``, ``ybr`` the box, int64 scalars, inclusive, in pixels of the original image
+    (``w = xbr - xtl + 1``). An empty mask comes back as one 0 pixel at (0, 0).
+    """
+
+    def __init__(self, model: Sam) -> None:
+        super().__init__(model, return_single_mask=True)
+
+    @torch.no_grad()
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        masks, scores, low_res_masks = super().forward(*inputs)
+        binary = (masks > self.model.mask_threshold).to(torch.float32)
+        ytl, ybr = _extent(binary.amax(dim=3)[0, 0])
+        xtl, xbr = _extent(binary.amax(dim=2)[0, 0])
+        rows = torch.arange(ytl, ybr + 1, device=masks.device)
+        cols = torch.arange(xtl, xbr + 1, device=masks.device)
+        crop = binary.index_select(2, rows).index_select(3, cols).to(torch.uint8)
+        return crop, scores, low_res_masks, xtl, ytl, xbr, ybr
+
+
+def _extent(occupied: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and last index (int64 scalars) where a 1-D 0/1 float vector is 1; (0, 0) if none.
+
+    Reductions run in float32 (exact for indices below 2**24), the form every ONNX runtime,
+    onnxruntime-web's included, implements for ReduceMin/ReduceMax.
+    """
+    index = torch.arange(occupied.shape[0], device=occupied.device, dtype=torch.float32)
+    first = torch.where(occupied > 0, index, torch.full_like(index, float("inf"))).amin()
+    last = torch.where(occupied > 0, index, torch.full_like(index, -1.0)).amax()
+    empty = last < 0
+    first = torch.where(empty, torch.zeros_like(first), first)
+    last = torch.where(empty, torch.zeros_like(last), last)
+    return first.to(torch.int64), last.to(torch.int64)
+
+
 def _fused_copy_on_cpu(model: Sam) -> Sam:
     import copy
 
@@ -85,6 +137,7 @@ def export_encoder(
     path: str | os.PathLike[str],
     *,
     preprocess: bool = False,
+    input_name: str | None = None,
     opset: int = DEFAULT_OPSET,
 ) -> Path:
     """Writes the (fused) image encoder as ONNX.
@@ -95,6 +148,7 @@ def export_encoder(
         preprocess: Without it the input ``images`` is 1x3xSxS, normalised and padded (S = 1024);
             with it the input ``input_image`` is an HxWx3 float RGB image in 0..255 with its
             longest side resized to S (dynamic H and W), normalised and padded in the graph.
+        input_name: The input's name instead (``image`` is the official RepViT-SAM export's).
         opset: ONNX opset.
 
     Returns:
@@ -112,6 +166,9 @@ def export_encoder(
         module = cpu_model.image_encoder
         example = torch.randn(1, 3, size, size)
         names, axes = ["images"], None
+    if input_name is not None:
+        axes = {input_name: axes[names[0]]} if axes else None
+        names = [input_name]
     _export(module, (example,), path, names, ["image_embeddings"], axes, opset)
     return path
 
@@ -121,6 +178,7 @@ def export_decoder(
     path: str | os.PathLike[str],
     *,
     return_single_mask: bool = False,
+    cvat: bool = False,
     opset: int = DEFAULT_OPSET,
 ) -> Path:
     """Writes the prompt encoder + mask decoder with segment-anything's ONNX signature.
@@ -129,12 +187,18 @@ def export_decoder(
         model: A RepViT-SAM (or any segment-anything) model.
         path: Output ``.onnx`` file.
         return_single_mask: Return only the best mask (SAM's ``--return-single-mask``).
+        cvat: Write ``CvatOnnxDecoder`` (one mask, cropped, with its box), the decoder CVAT's
+            SAM plugin runs; implies ``return_single_mask``.
         opset: ONNX opset.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cpu_model = _fused_copy_on_cpu(model)
-    onnx_model = SamOnnxDecoder(cpu_model, return_single_mask=return_single_mask).eval()
+    onnx_model = (
+        CvatOnnxDecoder(cpu_model)
+        if cvat
+        else SamOnnxDecoder(cpu_model, return_single_mask=return_single_mask)
+    ).eval()
     embed_dim = cpu_model.prompt_encoder.embed_dim
     embed_size = cpu_model.prompt_encoder.image_embedding_size
     mask_size = [4 * x for x in embed_size]
@@ -146,8 +210,9 @@ def export_decoder(
         "has_mask_input": torch.tensor([1], dtype=torch.float),
         "orig_im_size": torch.tensor([1500, 2250], dtype=torch.float),
     }
+    assert tuple(example) == DECODER_INPUTS
     axes = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
-    outputs = ["masks", "iou_predictions", "low_res_masks"]
+    outputs = list(CVAT_OUTPUTS if cvat else DECODER_OUTPUTS)
     _export(onnx_model, tuple(example.values()), path, list(example), outputs, axes, opset)
     return path
 

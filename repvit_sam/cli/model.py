@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..onnx_formats import FORMATS, check_export_options
 from . import common
 
 
@@ -49,14 +50,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         "export-onnx",
         run_export_onnx,
         help="write the image encoder and a SAM-compatible decoder as ONNX",
-        description="Writes encoder.onnx (fixed 1024 input) and decoder.onnx (segment-anything's "
-        "ONNX signature, dynamic number of points) into OUTPUT.",
+        description="Writes the encoder and the decoder (segment-anything's ONNX signature, "
+        "dynamic number of points) into OUTPUT, laid out for --format: sam (encoder.onnx, "
+        "fixed 1024 input, and decoder.onnx), samexporter (the pair and model YAML that "
+        "X-AnyLabeling and AnyLabeling load) or official (the official RepViT-SAM exporter's "
+        "repvit_sam_image_encoder.onnx, input 'image'). --cvat writes the decoder CVAT's SAM "
+        "plugin runs.",
     )
-    export.add_argument("output", type=Path, help="folder to write the two .onnx files into")
+    export.add_argument("output", type=Path, help="folder to write the .onnx files into")
+    export.add_argument(
+        "--format", default="sam", choices=FORMATS, help="the files' names and signatures"
+    )
+    export.add_argument(
+        "--cvat",
+        action="store_true",
+        help="decoder.onnx with CVAT's outputs: the mask cropped to its box, and xtl, ytl, xbr, "
+        "ybr (deploy/cvat/README.md)",
+    )
     export.add_argument(
         "--preprocess",
         action="store_true",
-        help="encoder takes an HxWx3 0..255 image (longest side 1024) and normalises/pads it",
+        help="sam format: the encoder takes an HxWx3 0..255 image (longest side 1024) and "
+        "normalises/pads it",
     )
     export.add_argument("--return-single-mask", action="store_true", help="decoder: best mask only")
     export.add_argument("--opset", type=int, default=17, help="ONNX opset")
@@ -106,21 +121,19 @@ def run_segment(args: argparse.Namespace) -> int:
 
 def run_export_onnx(args: argparse.Namespace) -> int:
     from ..build import build_repvit_sam
-    from ..onnx_export import export_decoder, export_encoder
+    from ..onnx_formats import export_onnx
     from ..weights import download_weights
 
+    options = {
+        "cvat": args.cvat,
+        "preprocess": args.preprocess,
+        "return_single_mask": args.return_single_mask,
+    }
+    check_export_options(args.format, **options)
     checkpoint = args.checkpoint or download_weights()
     model = build_repvit_sam(checkpoint, variant=args.variant)
-    encoder = export_encoder(
-        model, args.output / "encoder.onnx", preprocess=args.preprocess, opset=args.opset
-    )
-    decoder = export_decoder(
-        model,
-        args.output / "decoder.onnx",
-        return_single_mask=args.return_single_mask,
-        opset=args.opset,
-    )
-    print(json.dumps({"encoder": str(encoder), "decoder": str(decoder)}))
+    written = export_onnx(model, args.output, format=args.format, opset=args.opset, **options)
+    print(json.dumps(written.as_dict()))
     return 0
 
 
