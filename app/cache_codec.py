@@ -31,6 +31,8 @@ _LENGTH = struct.Struct(">I")
 # Only what the service stores: float32 embeddings and logits (float16 kept for GPU features).
 _DTYPES = {"<f4": np.dtype("<f4"), "<f2": np.dtype("<f2")}
 _MAX_HEADER_BYTES = 1 << 16
+_MAX_DIMS = 8
+_MAX_SIDE = 1 << 31
 
 
 class CorruptEntryError(ValueError):
@@ -63,10 +65,47 @@ def encode_entry(entry: CacheEntry) -> bytes:
 def decode_entry(data: bytes) -> CacheEntry:
     """The entry ``encode_entry`` wrote; the array is a private, writable copy.
 
+    Anything else raises: a value is read only if every field has the type and range that
+    ``encode_entry`` writes, so that a damaged or foreign value is a miss, never an error later.
+
     Raises:
-        CorruptEntryError: Wrong magic, unreadable header, unknown dtype or kind, or a payload
-            whose length does not match the declared shape.
+        CorruptEntryError: Wrong magic, a header that is not UTF-8 JSON of the expected fields
+            (``meta`` an object, ``shape`` at most 8 sides in [0, 2**31), a known dtype and
+            kind, an embedding's sizes two positive integers), or a payload whose length does
+            not match the declared dtype and shape.
     """
+    header, payload = _split(data)
+    dtype_name = header.get("dtype")
+    dtype = _DTYPES.get(dtype_name) if isinstance(dtype_name, str) else None
+    if dtype is None:
+        raise CorruptEntryError(f"unknown dtype {dtype_name!r}")
+    shape = _sides(header.get("shape"), "shape", minimum=0, most=_MAX_DIMS)
+    kind, meta = header.get("kind"), header.get("meta")
+    if kind not in ("array", "embedding"):
+        raise CorruptEntryError(f"unknown kind {kind!r}")
+    if not isinstance(meta, dict):
+        raise CorruptEntryError(f"meta must be a JSON object, got {type(meta).__name__}")
+    if len(payload) != math.prod(shape) * dtype.itemsize:
+        raise CorruptEntryError(f"{len(payload)} payload bytes do not hold {dtype} {shape}")
+    try:  # numpy refuses some empty shapes, (2**31 - 1,) * 7 + (0,)
+        array = np.frombuffer(payload, dtype=dtype).reshape(shape).astype(np.float32)
+    except ValueError as err:
+        raise CorruptEntryError(f"shape {shape}: {err}") from err
+    if kind == "array":
+        return CacheEntry(array, meta)
+    original_size = _sides(header.get("original_size"), "original_size", minimum=1, most=2)
+    input_size = _sides(header.get("input_size"), "input_size", minimum=1, most=2)
+    if len(original_size) != 2 or len(input_size) != 2:
+        raise CorruptEntryError("an embedding's original_size and input_size are (H, W) pairs")
+    try:
+        embedding = ImageEmbedding.from_numpy(array, original_size, input_size)
+    except ValueError as err:
+        raise CorruptEntryError(f"bad embedding geometry: {err}") from err
+    return CacheEntry(embedding, meta)
+
+
+def _split(data: bytes) -> tuple[dict[str, Any], memoryview]:
+    """The JSON header (an object) and the payload after it."""
     if not data.startswith(MAGIC) or len(data) < len(MAGIC) + _LENGTH.size:
         raise CorruptEntryError("not a repvit-sam cache value (bad magic)")
     start = len(MAGIC) + _LENGTH.size
@@ -74,24 +113,23 @@ def decode_entry(data: bytes) -> CacheEntry:
     if length > _MAX_HEADER_BYTES or start + length > len(data):
         raise CorruptEntryError(f"header length {length} does not fit the value")
     try:
-        header = json.loads(data[start : start + length])
-        dtype = _DTYPES[header["dtype"]]
-        shape = tuple(int(side) for side in header["shape"])
-        kind, meta = header["kind"], header["meta"]
-    except (ValueError, KeyError, TypeError) as err:
+        header = json.loads(data[start : start + length].decode("utf-8"), parse_constant=_refuse)
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
         raise CorruptEntryError(f"unreadable header: {err!r}") from err
-    payload = memoryview(data)[start + length :]
-    if min(shape, default=1) < 0 or len(payload) != math.prod(shape) * dtype.itemsize:
-        raise CorruptEntryError(f"{len(payload)} payload bytes do not hold {dtype} {shape}")
-    array = np.frombuffer(payload, dtype=dtype).reshape(shape).astype(np.float32)
-    if kind == "array":
-        return CacheEntry(array, meta)
-    if kind != "embedding":
-        raise CorruptEntryError(f"unknown kind {kind!r}")
-    try:
-        embedding = ImageEmbedding.from_numpy(
-            array, tuple(header["original_size"]), tuple(header["input_size"])
-        )
-    except (ValueError, KeyError, TypeError) as err:
-        raise CorruptEntryError(f"bad embedding geometry: {err}") from err
-    return CacheEntry(embedding, meta)
+    if not isinstance(header, dict):
+        raise CorruptEntryError(f"the header must be a JSON object, got {type(header).__name__}")
+    return header, memoryview(data)[start + length :]
+
+
+def _sides(value: object, name: str, *, minimum: int, most: int) -> tuple[int, ...]:
+    """``value`` as a tuple of at most ``most`` integers in [minimum, 2**31)."""
+    if not isinstance(value, list) or len(value) > most:
+        raise CorruptEntryError(f"{name} must be a list of at most {most} integers: {value!r}")
+    # bool is an int to Python, not a size to us; floats (1e20) are refused, not truncated.
+    if not all(type(side) is int and minimum <= side < _MAX_SIDE for side in value):
+        raise CorruptEntryError(f"{name} must hold integers in [{minimum}, 2**31): {value!r}")
+    return tuple(value)
+
+
+def _refuse(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")

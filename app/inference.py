@@ -115,6 +115,9 @@ class InferenceService:
         digest.update(f"{identity}|{encoder.name}".encode())
         digest.update(sha256_of(checkpoint).encode())
         self.fingerprint = self.store.fingerprint = digest.hexdigest()
+        prompts = model.prompt_encoder
+        self.store.features_shape = (1, prompts.embed_dim, *prompts.image_embedding_size)
+        self.store.logits_size = tuple(prompts.mask_input_size)
         predictor = Predictor(model, encoder=encoder)
         if settings.warmup:
             with torch.inference_mode():
