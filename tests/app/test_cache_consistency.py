@@ -343,3 +343,36 @@ def test_a_shared_cache_gets_a_near_ttl_by_default(redis_server):
             assert cache.near.ttl_seconds == expected
         finally:
             cache.close()
+
+
+class AnnouncingFar(MemoryCache):
+    """A backend whose every read races with another replica's delete of the key read."""
+
+    def subscribe(self, callback: Callable[[str], None]) -> bool:
+        self.callback = callback
+        return True
+
+    def get(self, key: str) -> CacheEntry | None:
+        entry = super().get(key)
+        self.callback(key)  # the delete arrives while the value is on its way
+        return entry
+
+
+def test_a_value_read_while_its_delete_arrives_is_not_kept_near():
+    far = AnnouncingFar(MiB)
+    cache = TieredCache(MemoryCache(MiB), far)
+    try:
+        far.put("embedding:e", CacheEntry(make_embedding(), {}))
+        assert cache.get("embedding:e") is not None  # read before the delete: answered once
+        assert cache.near.peek("embedding:e") is None and cache.stats().invalidations == 1
+    finally:
+        cache.close()
+
+
+def test_the_writer_outlives_a_value_it_cannot_encode(replicas, redis_client):
+    cache = replicas(listen=False)
+    assert cache.put("logits:bad", CacheEntry(np.zeros(4, np.float32), {"x": object()}))
+    assert cache.near.peek("logits:bad") is not None  # kept near; Redis refused it
+    assert cache.put("logits:good", CacheEntry(np.ones(4, np.float32), {}))
+    assert redis_client.exists("repvit-sam:logits:good")
+    assert not redis_client.exists("repvit-sam:logits:bad")
