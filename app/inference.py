@@ -116,6 +116,9 @@ class InferenceService:
             settings.fuse,
             encoder.name,
         )
+        prompts = predictor.model.prompt_encoder
+        self.store.features_shape = (1, prompts.embed_dim, *prompts.image_embedding_size)
+        self.store.logits_size = tuple(prompts.mask_input_size)
         if settings.warmup:
             with torch.inference_mode():
                 embedding = predictor.embed(np.zeros((64, 64, 3), np.uint8))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI
@@ -26,9 +27,10 @@ logger = logging.getLogger(__name__)
 
 def make_cache(settings: Settings) -> EmbeddingCache:
     """The in-process LRU, in front of Redis when ``cache_url`` is set."""
-    near = MemoryCache(settings.cache_bytes, settings.cache_ttl_seconds)
     if settings.cache_url is None:
-        return near
+        return MemoryCache(settings.cache_bytes, settings.cache_ttl_seconds)
+    near_ttl = min(settings.cache_ttl_seconds or math.inf, settings.cache_near_ttl_seconds)
+    near = MemoryCache(settings.cache_bytes, near_ttl)
     try:
         from .redis_cache import RedisCache
     except ImportError as err:
@@ -44,7 +46,12 @@ def make_cache(settings: Settings) -> EmbeddingCache:
         socket_timeout=settings.cache_socket_timeout_seconds,
         retry_max_seconds=settings.cache_retry_max_seconds,
     )
-    return TieredCache(near, far)
+    return TieredCache(
+        near,
+        far,
+        write_queue_bytes=settings.cache_write_queue_bytes,
+        write_wait_seconds=settings.cache_write_wait_seconds,
+    )
 
 
 async def watch_cache(cache: EmbeddingCache, period: float) -> None:

@@ -6,7 +6,7 @@ import bisect
 import threading
 from collections import defaultdict
 
-from .cache import BackendStats, CacheStats
+from .cache import CacheStats
 
 # Up to 2 minutes: /masks and /edges tasks may run until max_task_seconds (120 s by default).
 LATENCY_BUCKETS = (
@@ -113,28 +113,53 @@ class Metrics:
                 cache.misses,
             ),
             ("repvit_sam_cache_evictions_total", "counter", "Entries evicted.", cache.evictions),
+            (
+                "repvit_sam_cache_corrupt_total",
+                "counter",
+                "Malformed cached values dropped (answered as misses).",
+                cache.corrupt,
+            ),
             ("repvit_sam_cache_entries", "gauge", "Entries cached.", cache.entries),
             ("repvit_sam_cache_bytes", "gauge", "Bytes cached.", cache.bytes),
             ("repvit_sam_cache_max_bytes", "gauge", "Cache capacity in bytes.", cache.max_bytes),
             ("repvit_sam_queue_depth", "gauge", "Model calls waiting or running.", queue_depth),
             ("repvit_sam_ready", "gauge", "1 once the model is loaded and warm.", int(ready)),
         )
-        for name, kind, text, value in (*gauges, *_backend_gauges(cache.backend)):
+        for name, kind, text, value in (*gauges, *_backend_gauges(cache)):
             header(name, kind, text)
             out.append(f"{name} {value}")
         return "\n".join(out) + "\n"
 
 
-def _backend_gauges(backend: BackendStats | None) -> list[tuple[str, str, str, int]]:
+def _backend_gauges(cache: CacheStats) -> list[tuple[str, str, str, int]]:
     """The shared cache's series; none without one (the in-process cache only)."""
+    backend = cache.backend
     if backend is None:
         return []
     prefix = "repvit_sam_cache_backend"
     gauges = [
+        (
+            "repvit_sam_cache_write_dropped_total",
+            "counter",
+            "Shared-cache writes dropped because the write queue was full.",
+            cache.writes_dropped,
+        ),
+        (
+            "repvit_sam_cache_invalidations_total",
+            "counter",
+            "Deletes announced by other replicas.",
+            cache.invalidations,
+        ),
         (f"{prefix}_up", "gauge", "1 while the shared cache (Redis) answers.", int(backend.up)),
         (f"{prefix}_errors_total", "counter", "Failed shared-cache calls.", backend.errors),
         (f"{prefix}_hits_total", "counter", "Local misses the shared cache had.", backend.hits),
         (f"{prefix}_misses_total", "counter", "Misses in both caches.", backend.misses),
+        (
+            f"{prefix}_listening",
+            "gauge",
+            "1 while subscribed to the other replicas' deletes.",
+            int(backend.listening),
+        ),
     ]
     if backend.used_bytes is not None:
         gauges.append((f"{prefix}_bytes", "gauge", "Memory Redis uses.", backend.used_bytes))

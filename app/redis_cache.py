@@ -18,6 +18,15 @@ Redis being down never becomes an HTTP error: every call catches ``redis.RedisEr
 again until a backoff (doubling up to ``retry_max_seconds``) has passed, so a dead Redis costs
 one socket timeout per backoff period, not one per request. ``check()`` (run periodically by
 the app) reconnects on its own.
+
+A bad value is a miss of that key only, never an error and never a down backend: bytes that do
+not decode (``cache_codec``) or a key holding another Redis type (``WRONGTYPE``, a list someone
+wrote there) are deleted and counted as ``corrupt``.
+
+Deletes reach the other replicas: ``delete`` publishes the key on ``<namespace>:invalidate``
+(in the same round trip as the ``DEL``), and ``subscribe`` listens there from a thread that
+resubscribes after Redis restarts. Pub/sub delivers only to replicas connected at that moment,
+so a replica that was cut off misses deletes: the near cache's TTL bounds those (``cache``).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -40,6 +50,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _FIRST_BACKOFF_SECONDS = 0.5
 _EVICTING_POLICIES = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
+_LISTEN_POLL_SECONDS = 0.2  # how soon the listening thread notices close()
 
 
 class RedisCache(EmbeddingCache):
@@ -86,9 +97,14 @@ class RedisCache(EmbeddingCache):
         self._next_try = 0.0
         self._first_backoff = min(_FIRST_BACKOFF_SECONDS, retry_max_seconds)
         self._backoff = self._first_backoff
-        self._errors = self._hits = self._misses = 0
+        self._errors = self._hits = self._misses = self._corrupt = 0
         self._used_bytes: int | None = None
         self._max_bytes: int | None = None
+        self.channel = f"{namespace}:invalidate"
+        self._sender = uuid.uuid4().hex  # this process's own deletes are not news to it
+        self._listening = False
+        self._closing = threading.Event()
+        self._listener: threading.Thread | None = None
 
     @property
     def up(self) -> bool:
@@ -104,6 +120,9 @@ class RedisCache(EmbeddingCache):
                 return default
         try:
             result = function()
+        except CorruptEntryError:  # Redis answered: the key is bad, not the backend
+            self._succeeded()
+            raise
         except (redis.RedisError, OSError) as err:
             self._failed(what, err)
             return default
@@ -139,23 +158,26 @@ class RedisCache(EmbeddingCache):
     # EmbeddingCache ----------------------------------------------------------------------------
 
     def get(self, key: str) -> CacheEntry | None:
-        data = self._call("GET", lambda: self._client.get(self._key(key)), None)
-        if data is None:
-            with self._lock:
-                self._misses += 1
-            return None
         try:
-            entry = decode_entry(data)
+            data = self._call("GET", lambda: self._read(key), None)
+            entry = None if data is None else decode_entry(data)
         except CorruptEntryError as err:
-            logger.error("dropping unreadable cache value %s: %s", key, err)
-            with self._lock:
-                self._errors += 1
-                self._misses += 1
-            self.delete(key)
-            return None
+            self.discard(key, str(err))
+            entry = None
         with self._lock:
-            self._hits += 1
+            if entry is None:
+                self._misses += 1
+            else:
+                self._hits += 1
         return entry
+
+    def _read(self, key: str) -> bytes | None:
+        try:
+            return self._client.get(self._key(key))
+        except redis.ResponseError as err:
+            if str(err).startswith("WRONGTYPE"):
+                raise CorruptEntryError(f"the key holds another Redis type ({err})") from err
+            raise
 
     def put(self, key: str, entry: CacheEntry) -> bool:
         if entry.nbytes > self.max_entry_bytes:
@@ -168,7 +190,22 @@ class RedisCache(EmbeddingCache):
         )
 
     def delete(self, key: str) -> bool:
-        return bool(self._call("DEL", lambda: self._client.delete(self._key(key)), 0))
+        """Deletes the key and announces it to the other replicas, in one round trip."""
+
+        def delete_and_publish() -> int:
+            pipeline = self._client.pipeline(transaction=False)
+            pipeline.delete(self._key(key))
+            pipeline.publish(self.channel, f"{self._sender} {key}")
+            deleted, _ = pipeline.execute()
+            return deleted
+
+        return bool(self._call("DEL", delete_and_publish, 0))
+
+    def discard(self, key: str, reason: str) -> None:
+        logger.error("dropping malformed cache value %s: %s", key, reason)
+        with self._lock:
+            self._corrupt += 1
+        self.delete(key)
 
     def stats(self) -> CacheStats:
         with self._lock:
@@ -180,8 +217,59 @@ class RedisCache(EmbeddingCache):
                 misses=self._misses,
                 used_bytes=self._used_bytes,
                 max_bytes=self._max_bytes,
+                listening=self._listening,
             )
-        return CacheStats(0, 0, 0, 0, 0, 0, backend=backend)
+            corrupt = self._corrupt
+        return CacheStats(0, 0, 0, 0, 0, 0, backend=backend, corrupt=corrupt)
+
+    def subscribe(self, callback: Callable[[str], None]) -> bool:
+        """Starts the thread that calls ``callback(key)`` for each key another replica
+        deletes; it reconnects (backing off like the other calls) whenever Redis goes away."""
+        with self._lock:
+            if self._listener is not None:
+                raise RuntimeError("RedisCache.subscribe takes one callback")
+            self._listener = threading.Thread(
+                target=self._listen, args=(callback,), name="redis-invalidations", daemon=True
+            )
+        self._listener.start()
+        return True
+
+    def _listen(self, callback: Callable[[str], None]) -> None:
+        wait = self._first_backoff
+        while not self._closing.is_set():
+            pubsub = self._client.pubsub()
+            try:
+                pubsub.subscribe(self.channel)
+                while not self._closing.is_set():
+                    message = pubsub.get_message(timeout=_LISTEN_POLL_SECONDS)
+                    if message is not None and self._received(message, callback):
+                        wait = self._first_backoff
+            except (redis.RedisError, OSError) as err:
+                log = logger.warning if self._listening else logger.debug
+                log(
+                    "invalidation channel %s lost (%s); deletes by other replicas reach this "
+                    "one within the near cache's TTL until it is back; retrying in %.1fs",
+                    self.channel,
+                    err,
+                    wait,
+                )
+            finally:
+                self._listening = False
+                pubsub.close()
+            self._closing.wait(wait)
+            wait = min(wait * 2, self.retry_max_seconds)
+
+    def _received(self, message: dict, callback: Callable[[str], None]) -> bool:
+        """Handles one pub/sub message; True once subscribed."""
+        if message["type"] == "subscribe":
+            self._listening = True
+            logger.info("listening for deletes by other replicas on %s", self.channel)
+            return True
+        if message["type"] == "message":
+            sender, _, key = bytes(message["data"]).decode(errors="replace").partition(" ")
+            if sender != self._sender and key:
+                callback(key)
+        return False
 
     def check(self) -> bool:
         """Reads Redis's memory use and limit (a ping that also reconnects); True when up.
@@ -208,6 +296,9 @@ class RedisCache(EmbeddingCache):
         return True
 
     def close(self) -> None:
+        self._closing.set()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
         self._client.close()
 
 

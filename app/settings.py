@@ -39,6 +39,16 @@ class Settings(BaseSettings):
             costs at most this (twice, with one retry) before the local cache answers.
         cache_retry_max_seconds: Longest wait between reconnection attempts.
         cache_check_seconds: Period of the background Redis check (reconnection, memory gauges).
+        cache_near_ttl_seconds: With ``cache_url``: the near cache keeps a value at most this
+            long (or ``cache_ttl_seconds`` if shorter), then reads it from Redis again. Deletes
+            reach the other replicas at once through Redis pub/sub; this bounds how long
+            another replica may still answer a deleted id when that channel is down.
+        cache_write_queue_bytes: With ``cache_url``: bytes of values waiting to be written to
+            Redis at most (the writes run in a background thread); writes beyond are dropped,
+            counted (``repvit_sam_cache_write_dropped_total``) and retried at the next check.
+        cache_write_wait_seconds: With ``cache_url``: how long a request waits for its Redis
+            write before answering (so that another replica sees it at once); not at all
+            while an earlier write is overdue (a stalled Redis).
         max_upload_bytes: Largest accepted upload (413 beyond).
         max_pixels: Largest accepted image in pixels, checked before decoding (413 beyond).
         max_points: Most points in one /segment request (422 beyond).
@@ -93,6 +103,9 @@ class Settings(BaseSettings):
     cache_socket_timeout_seconds: float = Field(default=1.0, gt=0)
     cache_retry_max_seconds: float = Field(default=30.0, gt=0)
     cache_check_seconds: float = Field(default=5.0, gt=0)
+    cache_near_ttl_seconds: float = Field(default=60.0, gt=0)
+    cache_write_queue_bytes: int = Field(default=256 * MiB, ge=0)
+    cache_write_wait_seconds: float = Field(default=0.2, ge=0)
     max_upload_bytes: int = Field(default=32 * MiB, gt=0)
     max_pixels: int = Field(default=50_000_000, gt=0)
     max_points: int = Field(default=64, gt=0)

@@ -3,12 +3,16 @@
 Its methods block (a shared backend does network I/O): the service calls them off the event
 loop. Every value read back must carry the fingerprint of the model now loaded: a value written
 by another model (an older replica during a rolling update, another checkpoint sharing the
-Redis) is treated as absent, never decoded against the wrong weights.
+Redis) is treated as absent, never decoded against the wrong weights. A value of this model
+that is not what its id says (not an embedding, logits of another shape or without a candidate
+index for each prompt) is malformed: dropped from every cache, counted, and treated as absent,
+so that the request computes it again rather than failing on it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,18 +32,23 @@ class EmbeddingStore:
 
     Args:
         cache: Where the values live.
+
+    Attributes:
+        fingerprint: The model now loaded; values written by another are ignored.
+        features_shape: 1xCxHxW of this model's embeddings, once known; others are malformed.
+        logits_size: (S, S) of this model's low-res logits, once known; others are malformed.
     """
 
     def __init__(self, cache: EmbeddingCache) -> None:
         self.cache = cache
         self.fingerprint = ""
+        self.features_shape: tuple[int, ...] | None = None
+        self.logits_size: tuple[int, int] | None = None
 
     def get_embedding(self, key: str) -> ImageEmbedding | None:
         """The embedding under ``key``, or None (absent, evicted, expired, another model's)."""
-        entry = self._get(EMBEDDING_PREFIX + key)
-        if entry is None or not isinstance(entry.value, ImageEmbedding):
-            return None
-        return entry.value
+        entry = self._get(EMBEDDING_PREFIX + key, self._embedding_problem)
+        return None if entry is None else entry.value
 
     def put_embedding(self, key: str, embedding: ImageEmbedding) -> None:
         """Stores a host copy: ``cache_bytes`` budgets host memory, never a GPU's."""
@@ -51,15 +60,13 @@ class EmbeddingStore:
 
     def get_logits(self, key: str) -> tuple[np.ndarray, dict[str, Any]] | None:
         """The BxCxSxS float32 logits under ``key`` and their metadata, or None."""
-        entry = self._get(LOGITS_PREFIX + key)
-        if entry is None or not isinstance(entry.value, np.ndarray):
-            return None
-        return entry.value, dict(entry.meta)
+        entry = self._get(LOGITS_PREFIX + key, self._logits_problem)
+        return None if entry is None else (entry.value, dict(entry.meta))
 
     def put_logits(self, key: str, logits: np.ndarray, meta: dict[str, Any]) -> None:
         self._put(LOGITS_PREFIX + key, logits, meta)
 
-    def _get(self, key: str) -> CacheEntry | None:
+    def _get(self, key: str, problem: Callable[[CacheEntry], str | None]) -> CacheEntry | None:
         entry = self.cache.get(key)
         if entry is None:
             return None
@@ -72,7 +79,37 @@ class EmbeddingStore:
                 self.fingerprint,
             )
             return None
+        reason = problem(entry)
+        if reason is not None:
+            self.cache.discard(key, reason)
+            return None
         return entry
+
+    def _embedding_problem(self, entry: CacheEntry) -> str | None:
+        if not isinstance(entry.value, ImageEmbedding):
+            return f"expected an embedding, found {type(entry.value).__name__}"
+        shape = tuple(entry.value.features.shape)
+        if self.features_shape is not None and shape != self.features_shape:
+            return f"embedding of shape {shape}, this model's are {self.features_shape}"
+        return None
+
+    def _logits_problem(self, entry: CacheEntry) -> str | None:
+        logits, best = entry.value, entry.meta.get("best")
+        if not isinstance(logits, np.ndarray) or logits.ndim != 4 or 0 in logits.shape[:2]:
+            return f"expected BxCxSxS logits, found {getattr(logits, 'shape', type(logits))}"
+        size = logits.shape[2:]
+        if size[0] != size[1] or (self.logits_size is not None and size != self.logits_size):
+            return f"logits of size {size}, this model's are {self.logits_size or 'square'}"
+        prompts, candidates = logits.shape[:2]
+        if not (
+            isinstance(best, list)
+            and len(best) == prompts
+            and all(type(b) is int and 0 <= b < candidates for b in best)
+        ):
+            return f"best must be {prompts} candidate indices below {candidates}, got {best!r}"
+        if not isinstance(entry.meta.get("embedding", ""), str):
+            return f"embedding must be an id, got {entry.meta['embedding']!r}"
+        return None
 
     def _put(self, key: str, value: ImageEmbedding | np.ndarray, meta: dict[str, Any]) -> None:
         entry = CacheEntry(value, {**meta, "fingerprint": self.fingerprint})

@@ -34,6 +34,7 @@ _LENGTH = struct.Struct(">I")
 _DTYPES = {"<f4": np.dtype("<f4"), "<f2": np.dtype("<f2")}
 _MAX_HEADER_BYTES = 1 << 16
 _MAX_DIMS = 8
+_MAX_SIDE = 1 << 31
 
 Value = ImageEmbedding | np.ndarray
 
@@ -68,36 +69,47 @@ def encode_value(value: Value, meta: Mapping[str, Any]) -> bytes:
 def decode_value(data: bytes) -> tuple[Value, dict[str, Any]]:
     """The value and meta ``encode_value`` wrote; the array is a private float32 copy.
 
+    Anything else raises: a value is read only if every field has the type and range that
+    ``encode_value`` writes, so that a damaged or foreign value is a miss, never an error later.
+
     Raises:
-        CorruptValueError: Wrong magic, an unreadable or ill-typed header, an unknown dtype or
-            kind, a shape the payload's length does not hold, or impossible image sizes.
+        CorruptValueError: Wrong magic, a header that is not UTF-8 JSON of the expected fields
+            (``meta`` an object, ``shape`` at most 8 sides in [0, 2**31), a known dtype and
+            kind, an embedding's sizes two positive integers), or a payload whose length does
+            not match the declared dtype and shape.
     """
     header, payload = _split(data)
-    dtype = _DTYPES.get(header.get("dtype"))  # type: ignore[arg-type]
+    dtype_name = header.get("dtype")
+    dtype = _DTYPES.get(dtype_name) if isinstance(dtype_name, str) else None
     if dtype is None:
-        raise CorruptValueError(f"unknown dtype {header.get('dtype')!r}")
-    shape = _shape(header.get("shape"))
-    meta = header.get("meta")
+        raise CorruptValueError(f"unknown dtype {dtype_name!r}")
+    shape = _sides(header.get("shape"), "shape", minimum=0, most=_MAX_DIMS)
+    kind, meta = header.get("kind"), header.get("meta")
+    if kind not in ("array", "embedding"):
+        raise CorruptValueError(f"unknown kind {kind!r}")
     if not isinstance(meta, dict):
         raise CorruptValueError(f"meta must be a JSON object, got {type(meta).__name__}")
     if len(payload) != math.prod(shape) * dtype.itemsize:
         raise CorruptValueError(f"{len(payload)} payload bytes do not hold {dtype} {shape}")
-    array = np.frombuffer(payload, dtype=dtype).reshape(shape).astype(np.float32)
-    kind = header.get("kind")
+    try:  # numpy refuses some empty shapes, (2**31 - 1,) * 7 + (0,)
+        array = np.frombuffer(payload, dtype=dtype).reshape(shape).astype(np.float32)
+    except ValueError as err:
+        raise CorruptValueError(f"shape {shape}: {err}") from err
     if kind == "array":
         return array, meta
-    if kind != "embedding":
-        raise CorruptValueError(f"unknown kind {kind!r}")
-    original_size = _size(header.get("original_size"), "original_size")
-    input_size = _size(header.get("input_size"), "input_size")
+    original_size = _sides(header.get("original_size"), "original_size", minimum=1, most=2)
+    input_size = _sides(header.get("input_size"), "input_size", minimum=1, most=2)
+    if len(original_size) != 2 or len(input_size) != 2:
+        raise CorruptValueError("an embedding's original_size and input_size are (H, W) pairs")
     try:
         embedding = ImageEmbedding.from_numpy(array, original_size, input_size)
-    except (ValueError, TypeError) as err:
+    except ValueError as err:
         raise CorruptValueError(f"bad embedding geometry: {err}") from err
     return embedding, meta
 
 
 def _split(data: bytes) -> tuple[dict[str, Any], memoryview]:
+    """The JSON header (an object) and the payload after it."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CorruptValueError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -108,31 +120,23 @@ def _split(data: bytes) -> tuple[dict[str, Any], memoryview]:
     if length > _MAX_HEADER_BYTES or start + length > len(data):
         raise CorruptValueError(f"header length {length} does not fit the value")
     try:
-        header = json.loads(data[start : start + length].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise CorruptValueError(f"unreadable header: {err}") from err
+        header = json.loads(data[start : start + length].decode("utf-8"), parse_constant=_refuse)
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+        raise CorruptValueError(f"unreadable header: {err!r}") from err
     if not isinstance(header, dict):
-        raise CorruptValueError(f"header must be a JSON object, got {type(header).__name__}")
+        raise CorruptValueError(f"the header must be a JSON object, got {type(header).__name__}")
     return header, memoryview(data)[start + length :]
 
 
-def _shape(value: Any) -> tuple[int, ...]:
-    if not (
-        isinstance(value, list)
-        and len(value) <= _MAX_DIMS
-        and all(
-            isinstance(side, int) and not isinstance(side, bool) and side >= 0 for side in value
-        )
-    ):
-        raise CorruptValueError(f"shape must be a list of at most {_MAX_DIMS} sizes, got {value!r}")
+def _sides(value: object, name: str, *, minimum: int, most: int) -> tuple[int, ...]:
+    """``value`` as a tuple of at most ``most`` integers in [minimum, 2**31)."""
+    if not isinstance(value, list) or len(value) > most:
+        raise CorruptValueError(f"{name} must be a list of at most {most} integers: {value!r}")
+    # bool is an int to Python, not a size to us; floats (1e20) are refused, not truncated.
+    if not all(type(side) is int and minimum <= side < _MAX_SIDE for side in value):
+        raise CorruptValueError(f"{name} must hold integers in [{minimum}, 2**31): {value!r}")
     return tuple(value)
 
 
-def _size(value: Any, name: str) -> tuple[int, int]:
-    if not (
-        isinstance(value, list)
-        and len(value) == 2
-        and all(isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in value)
-    ):
-        raise CorruptValueError(f"{name} must be [height, width] in pixels, got {value!r}")
-    return value[0], value[1]
+def _refuse(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")

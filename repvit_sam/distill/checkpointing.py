@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -95,13 +97,31 @@ def load_checkpoint(path: Path) -> dict:
     Raises:
         CheckpointError: Unreadable, or not a training checkpoint of ``repvit-sam distill``.
     """
+    expected = (
+        "a checkpoint that `repvit-sam distill train` wrote (step_<n>.pt in --out/checkpoints)"
+    )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError) as err:
-        raise CheckpointError(f"training checkpoint {path} cannot be read: {err}") from err
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"training checkpoint {path} pickles Python objects that a safe (weights_only) load "
+            f"refuses ({_first_line(err)}); expected {expected}, which holds only tensors, "
+            "numbers, strings, lists and dicts"
+        ) from err
+    except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise CheckpointError(
+            f"training checkpoint {path} is truncated or not a PyTorch file "
+            f"({type(err).__name__}: {_first_line(err)}); expected {expected}"
+        ) from err
     needed = {"model", "optimizer", "scheduler", "step", "config", "rng"}
     if not isinstance(state, dict) or not needed <= set(state):
         raise CheckpointError(
             f"{path} is not a `repvit-sam distill train` checkpoint (needs keys {sorted(needed)})"
         )
     return state
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    specific = [line for line in lines if "Unsupported global" in line or "GLOBAL" in line]
+    return (specific or lines or ["no detail"])[0]
