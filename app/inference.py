@@ -41,7 +41,7 @@ from .metrics import Metrics
 from .scheduler import ModelScheduler, Priority
 from .segmentation import MASK_DRAWING_REQUESTS, Decoded
 from .settings import Settings
-from .store import EmbeddingStore
+from .store import EmbeddingStore, PersistentStore
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class InferenceService:
     def __init__(self, settings: Settings, cache: EmbeddingCache, metrics: Metrics) -> None:
         self.settings = settings
         self.cache = cache
-        self.store = EmbeddingStore(cache)
+        self.store = EmbeddingStore(cache, on_store_lookup=metrics.count_store_lookup)
         self.metrics = metrics
         self.scheduler = ModelScheduler(settings.queue_size, settings.max_queue_seconds)
         self.predictor: Predictor | None = None
@@ -116,6 +116,8 @@ class InferenceService:
             settings.fuse,
             encoder.name,
         )
+        if settings.store_url:
+            self.store.persistent = PersistentStore(settings.store_url, self.fingerprint)
         prompts = predictor.model.prompt_encoder
         self.store.features_shape = (1, prompts.embed_dim, *prompts.image_embedding_size)
         self.store.logits_size = tuple(prompts.mask_input_size)

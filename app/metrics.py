@@ -61,6 +61,7 @@ class Metrics:
         self._latency: dict[Labels, _Histogram] = {}
         self._model: dict[Labels, _Histogram] = {}
         self._rejected = 0
+        self._store: dict[str, int] = defaultdict(int)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         labels = (("method", method), ("route", route), ("status", str(status)))
@@ -79,6 +80,11 @@ class Metrics:
         """A model call refused because the queue was full."""
         with self._lock:
             self._rejected += 1
+
+    def count_store_lookup(self, outcome: str) -> None:
+        """A cache miss looked up in the persistent store: "hit", "miss" or "error"."""
+        with self._lock:
+            self._store[outcome] += 1
 
     def model_calls(self, stage: str) -> int:
         with self._lock:
@@ -104,6 +110,14 @@ class Metrics:
                 out.extend(histogram.render("repvit_sam_model_seconds", labels))
             header("repvit_sam_queue_rejected_total", "counter", "Model calls refused (503).")
             out.append(f"repvit_sam_queue_rejected_total {self._rejected}")
+            if self._store:
+                header(
+                    "repvit_sam_store_lookups_total",
+                    "counter",
+                    "Cache misses looked up in the persistent embedding store, by outcome.",
+                )
+                for outcome, count in sorted(self._store.items()):
+                    out.append(f'repvit_sam_store_lookups_total{{outcome="{outcome}"}} {count}')
         gauges = (
             ("repvit_sam_cache_hits_total", "counter", "Cache lookups that hit.", cache.hits),
             (

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
         cache_write_wait_seconds: With ``cache_url``: how long a request waits for its Redis
             write before answering (so that another replica sees it at once); not at all
             while an earlier write is overdue (a stalled Redis).
+        store_url: A persistent embedding store (a folder or an fsspec URL) filled by
+            ``repvit-sam embed-dataset``, read behind the caches: ``/embed`` of an image it holds
+            answers ``cached: true`` without the encoder, and its ids serve ``/segment`` on any
+            replica. The service never writes or deletes there.
         max_upload_bytes: Largest accepted upload (413 beyond).
         max_pixels: Largest accepted image in pixels, checked before decoding (413 beyond).
         max_points: Most points in one /segment request (422 beyond).
@@ -106,6 +110,7 @@ class Settings(BaseSettings):
     cache_near_ttl_seconds: float = Field(default=60.0, gt=0)
     cache_write_queue_bytes: int = Field(default=256 * MiB, ge=0)
     cache_write_wait_seconds: float = Field(default=0.2, ge=0)
+    store_url: str | None = None
     max_upload_bytes: int = Field(default=32 * MiB, gt=0)
     max_pixels: int = Field(default=50_000_000, gt=0)
     max_points: int = Field(default=64, gt=0)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from repvit_sam import ImageEmbedding
+from repvit_sam.dataset.store import EmbeddingStore as PersistentStore
 
 from .cache import CacheEntry, EmbeddingCache
 
@@ -39,16 +40,43 @@ class EmbeddingStore:
         logits_size: (S, S) of this model's low-res logits, once known; others are malformed.
     """
 
-    def __init__(self, cache: EmbeddingCache) -> None:
+    def __init__(
+        self, cache: EmbeddingCache, on_store_lookup: Callable[[str], None] | None = None
+    ) -> None:
         self.cache = cache
+        self.on_store_lookup = on_store_lookup
+        # The persistent store behind the caches (settings.store_url), once the model is known.
+        self.persistent: PersistentStore | None = None
         self.fingerprint = ""
         self.features_shape: tuple[int, ...] | None = None
         self.logits_size: tuple[int, int] | None = None
 
     def get_embedding(self, key: str) -> ImageEmbedding | None:
-        """The embedding under ``key``, or None (absent, evicted, expired, another model's)."""
+        """The embedding under ``key``, or None (absent, evicted, expired, another model's);
+        a cache miss is looked up in the persistent store, and a hit there is cached."""
         entry = self._get(EMBEDDING_PREFIX + key, self._embedding_problem)
-        return None if entry is None else entry.value
+        if entry is not None:
+            return entry.value
+        embedding = self._from_persistent(key)
+        if embedding is not None:
+            self.put_embedding(key, embedding)
+        return embedding
+
+    def _from_persistent(self, key: str) -> ImageEmbedding | None:
+        if self.persistent is None:
+            return None
+        try:
+            embedding = self.persistent.get(key)
+        except OSError as err:  # an unreachable object store: a miss, not a failed request
+            logger.warning("embedding store %s unreadable: %s", self.persistent.url, err)
+            outcome, embedding = "error", None
+        else:
+            if embedding is not None and self._embedding_problem(CacheEntry(embedding)):
+                embedding = None
+            outcome = "miss" if embedding is None else "hit"
+        if self.on_store_lookup is not None:
+            self.on_store_lookup(outcome)
+        return embedding
 
     def put_embedding(self, key: str, embedding: ImageEmbedding) -> None:
         """Stores a host copy: ``cache_bytes`` budgets host memory, never a GPU's."""
