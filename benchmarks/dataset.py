@@ -43,6 +43,34 @@ def _rate(summary: str) -> str:
     return found.group(1) if found else "?"
 
 
+def _first_click(checkpoint: Path, variant: str, store: Path | None, png: bytes) -> float:
+    """Seconds of a labeller's first click on an image: /embed, then /segment, in process."""
+    import asyncio
+
+    import httpx
+
+    from repvit_sam_server import Settings, create_app
+
+    settings = Settings(
+        checkpoint=checkpoint, variant=variant, backend="torch",
+        store_url=str(store) if store else None,
+    )  # fmt: skip
+
+    async def click() -> float:
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            await app.state.load_task
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://b") as http:
+                started = time.perf_counter()
+                embedded = await http.post("/embed", files={"image": ("a.png", png)})
+                body = {"embedding_id": embedded.json()["embedding_id"], "points": [[512, 384]]}
+                (await http.post("/segment", json=body)).raise_for_status()
+                return time.perf_counter() - started
+
+    return asyncio.run(click())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("::")[0])
     parser.add_argument("--images", type=int, default=16)
@@ -83,6 +111,7 @@ def main() -> None:
                        check=True, capture_output=True)  # fmt: skip
         rows += [(f"Ray, {n} worker{'s' * (n > 1)}", ["--ray", address, "--workers", str(n)])
                  for n in (1, 2)]  # fmt: skip
+    stores = []
     try:
         print("| run | batch size | seconds (process) | images/s (summary) |")
         print("|---|---|---|---|")
@@ -91,7 +120,13 @@ def main() -> None:
                 store = folder / f"store-{len(os.listdir(folder))}"
                 command = [*base, "--store", str(store), *model, *extra, "--batch-size", str(batch)]
                 seconds, summary = _run(command)
+                stores.append(store)
                 print(f"| {name} | {batch} | {seconds:.1f} | {_rate(summary)} |")
+        first = sorted(images.iterdir())[0].read_bytes()
+        print("\n| first click on a dataset image (/embed + /segment) | seconds |")
+        print("|---|---|")
+        for label, store_url in (("without the store", None), ("with the store", stores[0])):
+            print(f"| {label} | {_first_click(checkpoint, args.variant, store_url, first):.2f} |")
     finally:
         if address is not None:
             subprocess.run([ray, "stop", "--force"], env=ENVIRONMENT, capture_output=True)

@@ -51,13 +51,6 @@ def set_rng_state(state: dict, device: torch.device | None = None) -> None:
     """Restores what ``rng_state`` returned, the GPU state onto ``device``."""
     torch.set_rng_state(state["torch"])
     cuda = state["cuda"]
-    if isinstance(cuda, list) and _is_cuda(device):
-        # Written before 2026-11: every visible GPU's state; this process's is at its index.
-        index = torch.device(device).index or 0
-        if index < len(cuda):
-            cuda = cuda[index]
-        else:
-            logger.warning("no saved random state for %s: its stream starts afresh", device)
     if isinstance(cuda, torch.Tensor) and _is_cuda(device):
         torch.cuda.set_rng_state(cuda, device)
     version, internal, gauss = state["python"]
