@@ -22,6 +22,7 @@ from repvit_sam import ImageEmbedding
 from .deps import read_image
 from .errors import PayloadTooLargeError, UnsupportedMediaTypeError
 from .inference import InferenceService
+from .openapi import COMPONENTS
 from .settings import Settings
 
 BodyT = TypeVar("BodyT", bound=BaseModel)
@@ -29,15 +30,21 @@ BodyT = TypeVar("BodyT", bound=BaseModel)
 _PARSE_INLINE_BYTES = 64 << 10
 
 
-def multipart_schema(example: str, description: str) -> dict[str, Any]:
-    """The OpenAPI schema of the one-shot form: ``image`` plus the JSON ``request``."""
+def request_body(model: type[BaseModel], form: type[BaseModel]) -> dict[str, Any]:
+    """The ``openapi_extra`` of a route that reads ``model`` with ``read_body``: JSON, or the
+    one-shot multipart ``form`` (``openapi.name_request_bodies`` names both schemas)."""
+    refs = COMPONENTS + "{model}"
     return {
-        "type": "object",
-        "required": ["image"],
-        "properties": {
-            "image": {"type": "string", "format": "binary"},
-            "request": {"type": "string", "description": description, "example": example},
-        },
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": model.model_json_schema(ref_template=refs)},
+                "multipart/form-data": {
+                    "schema": form.model_json_schema(ref_template=refs),
+                    "encoding": {"request": {"contentType": "application/json"}},
+                },
+            },
+        }
     }
 
 

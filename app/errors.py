@@ -28,8 +28,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from repvit_sam import (
     CancelledError,
@@ -133,11 +134,34 @@ async def handle_validation_error(request: Request, err: Exception) -> JSONRespo
     return JSONResponse({"detail": detail}, status_code=422)
 
 
-async def handle_http_error(request: Request, err: Exception) -> JSONResponse:
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """The ``Allow`` value of the request's path: every method that some route takes there."""
+    scope = {
+        key: request.scope[key] for key in ("type", "path", "root_path") if key in request.scope
+    }
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
+    return ", ".join([*allowed, "OPTIONS"])
+
+
+async def handle_http_error(request: Request, err: Exception) -> Response:
+    """Starlette's errors as JSON. Its 405 names the methods of the path's first route only
+    (``GET`` for ``/embeddings/{id}``, whose ``DELETE`` is another route): the ``Allow`` here
+    names them all, and ``OPTIONS`` gets it with a 204."""
     assert isinstance(err, StarletteHTTPException)
-    return JSONResponse(
-        {"detail": err.detail}, status_code=err.status_code, headers=err.headers or {}
-    )
+    headers = dict(err.headers or {})
+    if err.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=headers)
+    return JSONResponse({"detail": err.detail}, status_code=err.status_code, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

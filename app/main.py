@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -19,7 +20,8 @@ from .errors import install_error_handlers
 from .inference import InferenceService
 from .metrics import Metrics
 from .middleware import BODY_OVERHEAD, CancelOnDisconnectMiddleware, ObserveMiddleware
-from .routes import demo, embed, embeddings, everything, health, segment
+from .openapi import error_responses, install_openapi
+from .routes import demo, docs, embed, embeddings, everything, health, segment
 from .settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -94,19 +96,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Segment Anything with a RepViT encoder: embed once, segment on every click.",
         lifespan=lifespan,
+        # Served by routes/docs.py from installed files: FastAPI's own pages need a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.service = InferenceService(settings, cache, metrics)
 
     install_error_handlers(app)
-    secured = [Depends(require_api_key)]
-    app.include_router(embed.router, dependencies=secured)
-    app.include_router(segment.router, dependencies=secured)
-    app.include_router(embeddings.router, dependencies=secured)
-    app.include_router(everything.router, dependencies=secured)
+    install_openapi(app)
+    # Without a key the model routes are open, and the OpenAPI document says so (no scheme, no 401).
+    secured: dict[str, Any] = {}
+    if settings.api_key is not None:
+        secured = {"dependencies": [Depends(require_api_key)], "responses": error_responses(401)}
+    for module in (embed, segment, embeddings, everything):
+        app.include_router(module.router, **secured)
     app.include_router(health.router)
     app.include_router(demo.router)
+    app.include_router(docs.router)
     # Innermost: a handler whose client went away is cancelled, and its model calls with it.
     app.add_middleware(CancelOnDisconnectMiddleware)
     if settings.cors_origins:

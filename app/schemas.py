@@ -11,6 +11,8 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictFloat,
+    StrictInt,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -44,7 +46,7 @@ def _parameter(params: type, name: str, note: str = "", **bounds: Any) -> Any:
 
 
 PointsPerBatch = Annotated[
-    int,
+    StrictInt,
     Field(ge=1, description="Prompts decoded together (at most max_points_per_batch)."),
     AfterValidator(_at_most_setting),
 ]
@@ -53,7 +55,9 @@ PointsPerBatch = Annotated[
 class EmbeddingRequest(BaseModel):
     """What every body of ``/segment``, ``/masks`` and ``/edges`` has: the embedding to use.
 
-    Unknown fields, NaN and infinities are refused.
+    Unknown fields, NaN and infinities are refused; so are values of another JSON type than the
+    schema's (``"16"``, ``true`` or ``16.0`` for an integer, ``"0.5"`` or ``true`` for a number),
+    which pydantic would otherwise coerce.
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -106,11 +110,13 @@ class SegmentRequest(EmbeddingRequest):
         },
     )
 
-    points: list[tuple[float, float]] = Field(default_factory=list, description="XY pixels.")
-    labels: list[Literal[0, 1]] | None = Field(
+    points: list[tuple[StrictFloat, StrictFloat]] = Field(
+        default_factory=list, description="XY pixels."
+    )
+    labels: list[Annotated[StrictInt, Field(ge=0, le=1)]] | None = Field(
         default=None, description="1 foreground, 0 background, one per point (default all 1)."
     )
-    boxes: list[tuple[float, float, float, float]] = Field(
+    boxes: list[tuple[StrictFloat, StrictFloat, StrictFloat, StrictFloat]] = Field(
         default_factory=list, description="XYXY pixels; one prompt per box."
     )
     mask_input_id: str | None = Field(
@@ -209,23 +215,27 @@ class MasksRequest(EmbeddingRequest):
         },
     )
 
-    points_per_side: int = _parameter(
+    points_per_side: StrictInt = _parameter(
         AmgParams, "points_per_side", "At most max_points_per_side.", ge=1
     )
     points_per_batch: PointsPerBatch = parameter_defaults(AmgParams)["points_per_batch"]
-    pred_iou_thresh: float = _parameter(AmgParams, "pred_iou_thresh", ge=0, le=1)
-    stability_score_thresh: float = _parameter(AmgParams, "stability_score_thresh", ge=0, le=1)
-    stability_score_offset: float = _parameter(AmgParams, "stability_score_offset", gt=0, le=100)
-    box_nms_thresh: float = _parameter(AmgParams, "box_nms_thresh", ge=0, le=1)
-    crop_n_layers: int = _parameter(
+    pred_iou_thresh: StrictFloat = _parameter(AmgParams, "pred_iou_thresh", ge=0, le=1)
+    stability_score_thresh: StrictFloat = _parameter(
+        AmgParams, "stability_score_thresh", ge=0, le=1
+    )
+    stability_score_offset: StrictFloat = _parameter(
+        AmgParams, "stability_score_offset", gt=0, le=100
+    )
+    box_nms_thresh: StrictFloat = _parameter(AmgParams, "box_nms_thresh", ge=0, le=1)
+    crop_n_layers: StrictInt = _parameter(
         AmgParams, "crop_n_layers", "Above 0 the image must be uploaded, not an id.", ge=0, le=2
     )
-    crop_nms_thresh: float = _parameter(AmgParams, "crop_nms_thresh", ge=0, le=1)
-    crop_overlap_ratio: float = _parameter(AmgParams, "crop_overlap_ratio", ge=0, lt=1)
-    crop_n_points_downscale_factor: int = _parameter(
+    crop_nms_thresh: StrictFloat = _parameter(AmgParams, "crop_nms_thresh", ge=0, le=1)
+    crop_overlap_ratio: StrictFloat = _parameter(AmgParams, "crop_overlap_ratio", ge=0, lt=1)
+    crop_n_points_downscale_factor: StrictInt = _parameter(
         AmgParams, "crop_n_points_downscale_factor", ge=1, le=64
     )
-    min_mask_region_area: int = _parameter(AmgParams, "min_mask_region_area", ge=0)
+    min_mask_region_area: StrictInt = _parameter(AmgParams, "min_mask_region_area", ge=0)
     output_mode: Literal["coco_rle"] = Field(
         default="coco_rle", description="Only COCO RLE over HTTP."
     )
@@ -314,12 +324,12 @@ class EdgesRequest(EmbeddingRequest):
         },
     )
 
-    points_per_side: int = _parameter(
+    points_per_side: StrictInt = _parameter(
         EdgeParams, "points_per_side", "At most max_edge_points_per_side.", ge=1
     )
     points_per_batch: PointsPerBatch = parameter_defaults(EdgeParams)["points_per_batch"]
-    nms_thresh: float = _parameter(EdgeParams, "nms_thresh", ge=0, le=1)
-    boundary_width: int = _parameter(EdgeParams, "boundary_width", ge=1, le=16)
+    nms_thresh: StrictFloat = _parameter(EdgeParams, "nms_thresh", ge=0, le=1)
+    boundary_width: StrictInt = _parameter(EdgeParams, "boundary_width", ge=1, le=16)
     format: EdgeFormat = Field(
         default="png",
         description='"png": 8-bit PNG; "npy": the float32 HxW map in [0, 1] as .npy; '
@@ -391,26 +401,3 @@ class ErrorResponse(BaseModel):
     """Every error: a 4xx status and what was wrong (a message or a list naming the fields)."""
 
     detail: str | list[dict[str, Any]]
-
-
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries for these error statuses, with examples."""
-    examples = {
-        400: "Invalid HTTP request: the body is not valid multipart form data",
-        401: "missing or wrong X-API-Key header",
-        404: "embedding_id '3f2a…' is unknown or was evicted; POST the image to /embed again",
-        413: "image is 20000x20000 = 400000000 pixels, more than the limit 50000000",
-        415: "Content-Type must be application/json or multipart/form-data, got 'text/plain'",
-        422: [{"loc": ["body", "labels"], "msg": "labels must have one label per point"}],
-        503: "the model queue is full (64 calls); retry later",
-        504: "the task did not finish within max_task_seconds=120 (deadline passed after 3 of "
-        "17 steps); ask for less work (a smaller points_per_side, fewer crop_n_layers) or raise "
-        "REPVIT_SAM_MAX_TASK_SECONDS",
-    }
-    return {
-        status: {
-            "model": ErrorResponse,
-            "content": {"application/json": {"example": {"detail": examples[status]}}},
-        }
-        for status in statuses
-    }

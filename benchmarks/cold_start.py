@@ -4,15 +4,17 @@ load the export from the cache folder), and ``repvit-sam --help``::
 
     python benchmarks/cold_start.py [--runs 2] [--threads 2]
 
-Each run is a new process, timed from start to exit, on a 1024x768 image with the full-size
-model (random weights in the official layout, written to a temporary folder); every backend
-starts from an empty cache folder of its own. Prints one table.
+Each run is a new process, timed from start to exit (wall seconds, and the CPU seconds it used,
+which a busy shared machine disturbs less), on a 1024x768 image with the full-size model (random
+weights in the official layout, written to a temporary folder); every backend starts from an
+empty cache folder of its own. Prints one table, with the machine's load average.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -23,10 +25,22 @@ from pathlib import Path
 BACKENDS = ("torch", "onnxruntime", "openvino", "auto")
 
 
-def _seconds(command: list[str], env: dict[str, str]) -> float:
+def _seconds(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one run of ``command``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(command, env=env, check=True, capture_output=True)
-    return time.perf_counter() - started
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _row(label: str, runs: list[tuple[float, float]]) -> str:
+    wall = statistics.median(wall for wall, _ in runs)
+    cpu = statistics.median(cpu for _, cpu in runs)
+    return f"| {label} | {wall:.2f} | {cpu:.2f} |"
 
 
 def main() -> None:
@@ -37,6 +51,11 @@ def main() -> None:
     if args.runs < 2:
         parser.error("--runs must be at least 2 (one cold, one warm)")
 
+    with tempfile.TemporaryDirectory(prefix="repvit_sam_cold_") as name:
+        _measure(Path(name), args.runs, args.threads)
+
+
+def _measure(folder: Path, runs_per_backend: int, threads: int) -> None:
     import numpy as np
     import torch
     from PIL import Image
@@ -44,34 +63,36 @@ def main() -> None:
     from repvit_sam import build_repvit_sam
     from repvit_sam.runtimes import is_available
 
-    folder = Path(tempfile.mkdtemp(prefix="repvit_sam_cold_"))
     checkpoint = folder / "random.pt"
     torch.manual_seed(0)
     torch.save(build_repvit_sam().state_dict(), checkpoint)
     image = folder / "image.png"
     pixels = np.random.default_rng(0).integers(0, 255, (768, 1024, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(image)
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     cli = [sys.executable, "-m", "repvit_sam.cli"]
 
-    print("| run | seconds |")
-    print("|---|---|")
-    help_times = [_seconds([*cli, "--help"], env) for _ in range(3)]
-    print(f"| `repvit-sam --help` (median of 3) | {statistics.median(help_times):.2f} |")
+    print("| run | wall s | CPU s |")
+    print("|---|---|---|")
+    help_runs = [_seconds([*cli, "--help"], env) for _ in range(3)]
+    print(_row("`repvit-sam --help` (median of 3)", help_runs))
     for backend in BACKENDS:
         if not is_available(backend):
-            print(f"| segment --backend {backend} | not installed |")
+            print(f"| segment --backend {backend} | not installed | |")
             continue
         home = folder / f"home-{backend}"
         command = [
             *cli, "segment", str(image), "--point", "512,384", "-o", str(folder / "mask.png"),
             "--checkpoint", str(checkpoint), "--backend", backend,
         ]  # fmt: skip
-        times = [_seconds(command, {**env, "REPVIT_SAM_HOME": str(home)}) for _ in range(args.runs)]
-        warm = statistics.median(times[1:])
-        print(f"| segment --backend {backend}, first run | {times[0]:.1f} |")
-        print(f"| segment --backend {backend}, later runs (median) | {warm:.1f} |")
-    print(f"\nCPU: {_cpu_name()}; {args.threads} threads; torch {torch.__version__}")
+        runs = [
+            _seconds(command, {**env, "REPVIT_SAM_HOME": str(home)})
+            for _ in range(runs_per_backend)
+        ]
+        print(_row(f"segment --backend {backend}, first run", runs[:1]))
+        print(_row(f"segment --backend {backend}, later runs (median)", runs[1:]))
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"\nCPU: {_cpu_name()}; {threads} threads; torch {torch.__version__}; load {load}")
 
 
 def _cpu_name() -> str:

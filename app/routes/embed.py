@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, File
 
 from ..deps import ServiceDep, SettingsDep, read_image
-from ..schemas import EmbedResponse, error_responses
+from ..forms import EmbedForm
+from ..openapi import error_responses
+from ..schemas import EmbedResponse
 
 logger = logging.getLogger(__name__)
 
@@ -18,14 +20,11 @@ router = APIRouter(tags=["embeddings"])
 @router.post(
     "/embed",
     response_model=EmbedResponse,
-    responses=error_responses(400, 401, 413, 422, 503, 504),
+    responses=error_responses(400, 413, 422, 503, 504),
     summary="Compute (once) and cache an image's embedding",
 )
 async def embed(
-    image: Annotated[
-        UploadFile,
-        File(description="JPEG, PNG, WebP, TIFF or BMP; EXIF orientation is applied."),
-    ],
+    form: Annotated[EmbedForm, File()],
     service: ServiceDep,
     settings: SettingsDep,
 ) -> EmbedResponse:
@@ -34,7 +33,7 @@ async def embed(
     The id depends only on the decoded pixels and the model, so uploading the same image again
     answers from the cache with ``cached: true``.
     """
-    pixels = await read_image(image, settings, service)
+    pixels = await read_image(form.image, settings, service)
     embedding_id, embedding, cached = await service.embed(pixels)
     height, width = embedding.original_size
     logger.debug("embed %s (%dx%d) cached=%s", embedding_id, width, height, cached)

@@ -14,7 +14,8 @@ from fastapi import APIRouter, Path, Request, Response
 from repvit_sam import InvalidInputError
 
 from ..deps import ServiceDep
-from ..schemas import ID_PATTERN, LogitsResponse, error_responses
+from ..openapi import error_responses
+from ..schemas import ID_PATTERN, LogitsResponse
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def _npy(array: np.ndarray) -> bytes:
 @router.get(
     "/embeddings/{embedding_id}",
     response_class=Response,
-    responses={**_NPY_RESPONSE, **error_responses(401, 404, 422)},
+    responses={**_NPY_RESPONSE, **error_responses(404, 422)},
     summary="The embedding as .npy (1x256x64x64 float32)",
 )
 async def get_embedding(embedding_id: IdPath, service: ServiceDep) -> Response:
@@ -87,7 +88,7 @@ async def get_embedding(embedding_id: IdPath, service: ServiceDep) -> Response:
 @router.delete(
     "/embeddings/{embedding_id}",
     status_code=204,
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(404, 422),
     summary="Drop a cached embedding",
 )
 async def delete_embedding(embedding_id: IdPath, service: ServiceDep) -> Response:
@@ -98,7 +99,7 @@ async def delete_embedding(embedding_id: IdPath, service: ServiceDep) -> Respons
 @router.get(
     "/logits/{logits_id}",
     response_class=Response,
-    responses={**_NPY_RESPONSE, **error_responses(401, 404, 422)},
+    responses={**_NPY_RESPONSE, **error_responses(404, 422)},
     summary="Low-res logits of a /segment answer as .npy (BxCx256x256 float32)",
 )
 async def get_logits(logits_id: IdPath, service: ServiceDep) -> Response:
@@ -110,7 +111,7 @@ async def get_logits(logits_id: IdPath, service: ServiceDep) -> Response:
 @router.post(
     "/logits",
     response_model=LogitsResponse,
-    responses=error_responses(401, 413, 422),
+    responses=error_responses(413, 422, 503),
     openapi_extra={"requestBody": {"required": True, "content": {NPY: {}}}},
     summary="Upload low-res logits (.npy) to use as mask_input_id",
 )

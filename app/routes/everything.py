@@ -19,45 +19,25 @@ from PIL import Image
 
 from repvit_sam import EdgeMap
 
-from ..bodies import multipart_schema, read_body, resolve_embedding
+from ..bodies import read_body, request_body, resolve_embedding
 from ..deps import ServiceDep, SettingsDep
-from ..schemas import (
-    EdgesRequest,
-    EdgesResponse,
-    MasksRequest,
-    MasksResponse,
-    error_responses,
-)
+from ..forms import EdgesForm, MasksForm
+from ..openapi import error_responses
+from ..schemas import EdgesRequest, EdgesResponse, MasksRequest, MasksResponse
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["everything"])
 
 NPY = "application/octet-stream"
-_ERRORS = error_responses(400, 401, 404, 413, 415, 422, 503, 504)
-
-
-def _request_body(model: type[MasksRequest] | type[EdgesRequest], example: str) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": model.model_json_schema()},
-                "multipart/form-data": {
-                    "schema": multipart_schema(
-                        example, f"{model.__name__} as JSON, without embedding_id."
-                    )
-                },
-            },
-        }
-    }
+_ERRORS = error_responses(400, 404, 413, 415, 422, 503, 504)
 
 
 @router.post(
     "/masks",
     response_model=MasksResponse,
     responses=_ERRORS,
-    openapi_extra=_request_body(MasksRequest, '{"points_per_side": 16}'),
+    openapi_extra=request_body(MasksRequest, MasksForm),
     summary="Segment everything: automatic masks as COCO RLE records",
 )
 async def masks(request: Request, service: ServiceDep, settings: SettingsDep) -> MasksResponse:
@@ -92,7 +72,7 @@ async def masks(request: Request, service: ServiceDep, settings: SettingsDep) ->
         },
         **_ERRORS,
     },
-    openapi_extra=_request_body(EdgesRequest, '{"points_per_side": 16, "format": "npy"}'),
+    openapi_extra=request_body(EdgesRequest, EdgesForm),
     summary="Edge map of the image (SAM's zero-shot edge detection)",
 )
 async def edges(request: Request, service: ServiceDep, settings: SettingsDep) -> Any:

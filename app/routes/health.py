@@ -14,7 +14,8 @@ from fastapi.responses import PlainTextResponse
 
 from ..deps import MetricsDep, ServiceDep
 from ..errors import NotReadyError
-from ..schemas import Health, Readiness, error_responses
+from ..openapi import error_responses
+from ..schemas import Health, Readiness
 
 router = APIRouter(tags=["operations"])
 

@@ -6,36 +6,23 @@ import logging
 
 from fastapi import APIRouter, Request
 
-from ..bodies import multipart_schema, read_body, resolve_embedding
+from ..bodies import read_body, request_body, resolve_embedding
 from ..deps import ServiceDep, SettingsDep
-from ..schemas import SegmentRequest, SegmentResponse, error_responses
+from ..forms import SegmentForm
+from ..openapi import error_responses
+from ..schemas import SegmentRequest, SegmentResponse
 from ..segmentation import segment as segment_prompts
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["segmentation"])
 
-_OPENAPI_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": SegmentRequest.model_json_schema()},
-            "multipart/form-data": {
-                "schema": multipart_schema(
-                    '{"points": [[320, 240]], "labels": [1]}',
-                    "SegmentRequest as JSON, without embedding_id.",
-                )
-            },
-        },
-    }
-}
-
 
 @router.post(
     "/segment",
     response_model=SegmentResponse,
-    responses=error_responses(400, 401, 404, 413, 415, 422, 503, 504),
-    openapi_extra=_OPENAPI_BODY,
+    responses=error_responses(400, 404, 413, 415, 422, 503, 504),
+    openapi_extra=request_body(SegmentRequest, SegmentForm),
     summary="Masks for point and box prompts",
 )
 async def segment(request: Request, service: ServiceDep, settings: SettingsDep) -> SegmentResponse:

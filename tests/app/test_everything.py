@@ -268,9 +268,11 @@ async def test_openapi_documents_masks_and_edges(http):
     for path in ("/masks", "/edges"):
         operation = spec["paths"][path]["post"]
         content = operation["requestBody"]["content"]
-        assert content["application/json"]["schema"]["examples"]
-        assert "image" in content["multipart/form-data"]["schema"]["properties"]
+        schemas = spec["components"]["schemas"]
+        name = content["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        assert schemas[name]["examples"]
+        form = content["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[1]
+        assert "image" in schemas[form]["properties"]
         assert {"401", "404", "422", "503", "504"} <= set(operation["responses"])
-    schemas = spec["components"]["schemas"]
     assert schemas["MasksResponse"]["examples"] and schemas["EdgesResponse"]["examples"]
     assert "image/png" in spec["paths"]["/edges"]["post"]["responses"]["200"]["content"]

@@ -157,8 +157,10 @@ async def test_openapi_has_examples_for_every_endpoint(client):
     for name in ("SegmentResponse", "EmbedResponse", "LogitsResponse", "Health"):
         assert schemas[name].get("examples"), name
     body = paths["/segment"]["post"]["requestBody"]["content"]
-    assert body["application/json"]["schema"]["examples"][0]["points"]
-    assert "image" in body["multipart/form-data"]["schema"]["properties"]
+    assert body["application/json"]["schema"] == {"$ref": "#/components/schemas/SegmentRequest"}
+    assert schemas["SegmentRequest"]["examples"][0]["points"]
+    assert body["multipart/form-data"]["schema"] == {"$ref": "#/components/schemas/SegmentForm"}
+    assert "image" in schemas["SegmentForm"]["properties"]
     for path, operations in paths.items():
         for method, operation in operations.items():
             text = json.dumps(operation)
