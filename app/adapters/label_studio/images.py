@@ -2,8 +2,8 @@
 
 Label Studio stores task images as paths of its own server (``/data/upload/1/a.png``,
 ``/data/local-files/?d=...``) or as full URLs. Paths and URLs of ``label_studio_url`` are
-fetched from it with its token, ``Authorization: Token <label_studio_api_key>`` (as the SDK's
-``get_local_path`` does); URLs of the hosts in ``label_studio_image_hosts`` are fetched without
+fetched from it with its token (``tokens.auth_headers``, as the SDK's ``get_local_path`` and
+client send it); URLs of the hosts in ``label_studio_image_hosts`` are fetched without
 it; any other URL is refused (422), so that a request cannot make the service call an address
 of its network. Redirects are not followed, for the same reason.
 """
@@ -16,6 +16,7 @@ from repvit_sam import InvalidInputError
 
 from ...settings import Settings
 from ..common import ImageFetchError, decode_data_url, download
+from .tokens import auth_headers
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -38,8 +39,8 @@ def _allowed_host(url: str, hosts: list[str]) -> bool:
     return any(entry.lower() in (host, f"{host}:{port}") for entry in hosts)
 
 
-def resolve(url: str, settings: Settings, field: str) -> tuple[str, dict[str, str]]:
-    """The absolute URL to GET for task value ``url``, and the headers to send with it.
+def resolve(url: str, settings: Settings, field: str) -> tuple[str, bool]:
+    """The absolute URL to GET for task value ``url``, and whether it is Label Studio's.
 
     Raises:
         InvalidInputError: A path without ``label_studio_url``, another scheme, or a host that
@@ -61,10 +62,9 @@ def resolve(url: str, settings: Settings, field: str) -> tuple[str, dict[str, st
             "Label Studio)"
         )
     if base is not None and _origin(url) == _origin(base):
-        key = settings.label_studio_api_key
-        return url, {"Authorization": f"Token {key.get_secret_value()}"} if key else {}
+        return url, True
     if _allowed_host(url, settings.label_studio_image_hosts):
-        return url, {}
+        return url, False
     raise ImageFetchError(
         f"{field}: {url} is not on the configured Label Studio "
         f"({base or 'REPVIT_SAM_LABEL_STUDIO_URL is unset'}); add its host to "
@@ -79,7 +79,10 @@ async def read_task_image(url: object, settings: Settings, field: str) -> bytes:
         raise InvalidInputError(f"{field} must be the image's URL, got {type(url).__name__}")
     if url[:5].lower() == "data:":
         return decode_data_url(url, settings.max_upload_bytes, field)
-    target, headers = resolve(url, settings, field)
+    target, own = resolve(url, settings, field)
+    headers, key, seconds = {}, settings.label_studio_api_key, settings.label_studio_fetch_seconds
+    if own and key is not None and settings.label_studio_url is not None:
+        headers = await auth_headers(settings.label_studio_url, key.get_secret_value(), seconds)
     return await download(
         target, headers, settings.max_upload_bytes, settings.label_studio_fetch_seconds, field
     )

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -30,6 +32,19 @@ BRUSH_CONFIG = """
 """
 POLYGON_CONFIG = BRUSH_CONFIG.replace("BrushLabels", "PolygonLabels")
 TOKEN = "ls-token-0123"
+
+
+def jwt(**claims: object) -> str:
+    """A JWT-shaped token (unsigned: the stand-in server checks it by equality)."""
+    header = {"alg": "HS256", "typ": "JWT"}
+    parts = [json.dumps(part).encode() for part in (header, claims)]
+    encoded = [base64.urlsafe_b64encode(p).decode().rstrip("=") for p in parts]
+    return ".".join([*encoded, "c2lnbmF0dXJl"])
+
+
+# A personal access token (a refresh token) and the access token it is exchanged for.
+PERSONAL_TOKEN = jwt(token_type="refresh", exp=int(time.time()) + 86400, jti="1")
+ACCESS_TOKEN = jwt(token_type="access", exp=int(time.time()) + 3600, jti="2")
 
 
 def data_url(png: bytes) -> str:
@@ -84,8 +99,9 @@ def best_segment_mask(answer: dict) -> tuple[np.ndarray, float]:
 
 
 class FileServer:
-    """Serves ``files`` (path -> bytes) on a loopback port, 401 without ``Token TOKEN``;
-    counts the requests it gets."""
+    """Serves ``files`` (path -> bytes) on a loopback port, 401 without ``Token TOKEN`` or
+    ``Bearer ACCESS_TOKEN``; exchanges ``PERSONAL_TOKEN`` at /api/token/refresh/ as Label
+    Studio does; counts the requests it gets."""
 
     def __init__(self, files: dict[str, bytes]) -> None:
         self.files = files
@@ -96,7 +112,10 @@ class FileServer:
             def do_GET(self) -> None:
                 owner.hits.append(self.path)
                 data = owner.files.get(self.path)
-                if self.headers.get("Authorization") != f"Token {TOKEN}":
+                if self.headers.get("Authorization") not in (
+                    f"Token {TOKEN}",
+                    f"Bearer {ACCESS_TOKEN}",
+                ):
                     self.send_response(401)
                     data = b""
                 elif data is None:
@@ -105,6 +124,18 @@ class FileServer:
                 else:
                     self.send_response(200)
                     self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                owner.hits.append(self.path)
+                length = int(self.headers.get("Content-Length", "0"))
+                sent = json.loads(self.rfile.read(length) or b"{}")
+                good = self.path == "/api/token/refresh/" and sent == {"refresh": PERSONAL_TOKEN}
+                data = json.dumps({"access": ACCESS_TOKEN} if good else {"detail": "no"}).encode()
+                self.send_response(200 if good else 401)
+                self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

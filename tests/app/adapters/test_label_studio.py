@@ -12,6 +12,7 @@ import pytest
 from label_studio_converter.brush import decode_rle
 from label_studio_helpers import (
     BRUSH_CONFIG,
+    PERSONAL_TOKEN,
     POLYGON_CONFIG,
     TOKEN,
     FileServer,
@@ -197,6 +198,25 @@ async def test_images_from_label_studio_only(checkpoint, png):
                 assert refused.status_code == 422, refused.text
                 assert "REPVIT_SAM_LABEL_STUDIO_IMAGE_HOSTS" in refused.json()["detail"]
             assert other.hits == []
+
+
+async def test_personal_access_tokens_are_exchanged_once(checkpoint, png):
+    with FileServer({"/data/upload/1/a.png": png}).running() as studio:
+        settings = make_settings(
+            checkpoint, label_studio_url=studio.url, label_studio_api_key=PERSONAL_TOKEN
+        )
+        app = create_app(settings)
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://t") as http,
+        ):
+            await app.state.load_task
+            body = predict_body("/data/upload/1/a.png", [click(37.5, 37.5, W, H)])
+            for _ in range(2):
+                answer = await http.post("/label-studio/predict", json=body)
+                assert answer.status_code == 200, answer.text
+        assert studio.hits == ["/api/token/refresh/"] + ["/data/upload/1/a.png"] * 2
 
 
 async def test_api_key_as_basic_auth_or_header(checkpoint, png):
