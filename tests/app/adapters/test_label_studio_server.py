@@ -2,8 +2,9 @@
 config, a task with an uploaded image, our ``/label-studio`` URL connected as its interactive ML
 backend, and an interactive prediction asked through Label Studio's own API.
 
-Label Studio does not install beside this project's pins (Django and its own numpy, pydantic,
-OpenCV), so it lives in a virtual environment of its own, named by ``REPVIT_SAM_TEST_LABEL_STUDIO``
+Label Studio pins older numpy and OpenCV than this project's environment has (1.23.2: numpy
+2.2, OpenCV 4.12; here 2.4 and 5.0) and brings Django with some 60 packages, so it lives in a
+virtual environment of its own, named by ``REPVIT_SAM_TEST_LABEL_STUDIO``
 (the ``label-studio`` executable) or found on ``PATH``; without one the test is skipped::
 
     python3 -m venv /opt/label-studio && /opt/label-studio/bin/pip install label-studio
