@@ -26,19 +26,24 @@ def encode_png(mask: np.ndarray) -> str:
     return base64.b64encode(stream.getvalue()).decode("ascii")
 
 
-def encode_polygons(mask: np.ndarray, tolerance: float = 1.0) -> list[list[float]]:
+def encode_polygons(
+    mask: np.ndarray, tolerance: float = 1.0, holes: bool = True
+) -> list[list[float]]:
     """Outlines of an HxW bool mask as COCO polygons ``[x0, y0, x1, y1, ...]`` in pixels.
 
-    OpenCV traces each connected region and each hole (``findContours``, vertices at the centres
-    of the boundary pixels) and simplifies it with Douglas-Peucker (``approxPolyDP``): no vertex
-    of the traced outline lies farther than ``tolerance`` pixels from the polygon. A traced
-    outline has a vertex per boundary pixel; simplified, a smooth shape keeps a few dozen.
-    Regions that simplify to fewer than 3 vertices (single pixels, thin lines) are dropped.
+    OpenCV traces each connected region and, with ``holes``, each hole (``findContours``,
+    vertices at the centres of the boundary pixels) and simplifies it with Douglas-Peucker
+    (``approxPolyDP``): no vertex of the traced outline lies farther than ``tolerance`` pixels
+    from the polygon. A traced outline has a vertex per boundary pixel; simplified, a smooth
+    shape keeps a few dozen. Regions that simplify to fewer than 3 vertices (single pixels,
+    thin lines) are dropped.
     """
     import cv2  # only this format needs OpenCV
 
     contours, _ = cv2.findContours(
-        np.ascontiguousarray(mask, dtype=np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE
+        np.ascontiguousarray(mask, dtype=np.uint8),
+        cv2.RETR_CCOMP if holes else cv2.RETR_EXTERNAL,
+        cv2.CHAIN_APPROX_NONE,
     )
     polygons = []
     for contour in contours:

@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from repvit_sam import __version__
 
+from .adapters import label_studio
 from .cache import EmbeddingCache, MemoryCache, TieredCache
 from .deps import require_api_key
 from .errors import install_error_handlers
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(demo.router)
     app.include_router(docs.router)
+    app.include_router(label_studio.router)
     # Innermost: a handler whose client went away is cancelled, and its model calls with it.
     app.add_middleware(CancelOnDisconnectMiddleware)
     if settings.cors_origins:

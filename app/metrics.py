@@ -63,8 +63,14 @@ class Metrics:
         self._rejected = 0
         self._store: dict[str, int] = defaultdict(int)
 
-    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+    def observe_request(
+        self, method: str, route: str, status: int, seconds: float, protocol: str | None = None
+    ) -> None:
+        """One answered request; ``protocol`` labels the routes of a tool's adapter
+        (``protocol="label-studio"``), the native routes have none."""
         labels = (("method", method), ("route", route), ("status", str(status)))
+        if protocol:
+            labels = (("protocol", protocol), *labels)
         with self._lock:
             self._requests[labels] += 1
             self._latency.setdefault(labels, _Histogram(LATENCY_BUCKETS)).observe(seconds)

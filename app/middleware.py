@@ -81,6 +81,7 @@ class ObserveMiddleware:
                 getattr(route, "path", "unmatched"),
                 status,
                 time.perf_counter() - started,
+                getattr(route, "protocol", None),
             )
 
 

@@ -87,6 +87,15 @@ class Settings(BaseSettings):
         port: Port ``repvit-sam serve`` binds.
         shutdown_timeout_seconds: On SIGTERM, how long ``repvit-sam serve`` lets requests in
             flight finish before closing their connections (read by the command, not the app).
+        label_studio_url: The Label Studio whose task images the ``/label-studio`` adapter may
+            fetch (``http://host:8080``), like the ML backend SDK's ``LABEL_STUDIO_URL``;
+            task paths such as ``/data/upload/1/a.png`` are read from it.
+        label_studio_api_key: Its access token, sent as ``Authorization: Token ...`` to it
+            only, like the SDK's ``LABEL_STUDIO_API_KEY``.
+        label_studio_image_hosts: Other ``host`` or ``host:port`` names task image URLs may
+            point at (comma-separated; ``*`` allows any host, which lets the service fetch any
+            URL a caller names); no token is sent to them.
+        label_studio_fetch_seconds: Time limit of one task image download (422 beyond).
     """
 
     model_config = SettingsConfigDict(env_prefix="REPVIT_SAM_", extra="ignore")
@@ -136,6 +145,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     shutdown_timeout_seconds: float = Field(default=30.0, gt=0)
+    label_studio_url: str | None = None
+    label_studio_api_key: SecretStr | None = None
+    label_studio_image_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    label_studio_fetch_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("cache_url", mode="before")
     @classmethod
@@ -160,7 +173,17 @@ class Settings(BaseSettings):
         resolve_device(value)
         return value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("label_studio_url", mode="before")
+    @classmethod
+    def _check_label_studio_url(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            if not value.startswith(("http://", "https://")):
+                raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
+
+    @field_validator("cors_origins", "label_studio_image_hosts", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
