@@ -82,7 +82,8 @@ class BusyError(ServiceError):
         self.retry_after = retry_after
 
 
-def _status_of(err: RepViTSAMError) -> tuple[int, dict[str, str]]:
+def status_of(err: RepViTSAMError) -> tuple[int, dict[str, str]]:
+    """The HTTP status and headers of a library or service error (500 for an unexpected one)."""
     if isinstance(err, (ImageTooLargeError, PayloadTooLargeError)):
         return 413, {}
     if isinstance(err, UnsupportedMediaTypeError):
@@ -108,7 +109,7 @@ def _status_of(err: RepViTSAMError) -> tuple[int, dict[str, str]]:
 
 async def handle_library_error(request: Request, err: Exception) -> JSONResponse:
     assert isinstance(err, RepViTSAMError)
-    status, headers = _status_of(err)
+    status, headers = status_of(err)
     if status == 500:
         logger.error("%s %s failed: %s", request.method, request.url.path, err, exc_info=err)
     elif status > 500:

@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from repvit_sam import __version__
 
+from .adapters import roboflow, x_anylabeling
 from .cache import EmbeddingCache, MemoryCache, TieredCache
 from .deps import require_api_key
 from .errors import install_error_handlers
@@ -98,6 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(segment.router, dependencies=secured)
     app.include_router(embeddings.router, dependencies=secured)
     app.include_router(everything.router, dependencies=secured)
+    app.include_router(x_anylabeling.router)  # its own key check: the Token header
+    app.include_router(roboflow.router)  # its own key check: api_key as Roboflow sends it
     app.include_router(health.router)
     app.include_router(demo.router)
     # Innermost: a handler whose client went away is cancelled, and its model calls with it.

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
             ``rle``).
         api_key: When set, every model endpoint requires it in the ``X-API-Key`` header.
         cors_origins: Origins allowed by CORS, comma-separated in the environment.
+        roboflow_image_url_hosts: Hosts whose images the Roboflow routes may fetch for an
+            ``image`` of ``type: "url"`` (exact host names, comma-separated); empty refuses
+            every URL, so that a request cannot make the service reach an internal address.
+        roboflow_image_url_seconds: Time limit of one such download.
         queue_size: Model calls waiting or running at most; more get 503 with Retry-After.
         max_queue_seconds: Expected seconds of model work queued ahead of a new call at most
             (each kind's moving-average duration); more get 503 with Retry-After the wait.
@@ -102,6 +106,8 @@ class Settings(BaseSettings):
     max_polygon_points: int = Field(default=200_000, gt=0)
     api_key: SecretStr | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    roboflow_image_url_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    roboflow_image_url_seconds: float = Field(default=10.0, gt=0)
     queue_size: int = Field(default=64, gt=0)
     max_queue_seconds: float = Field(default=60.0, gt=0)
     max_segment_seconds: float = Field(default=30.0, gt=0)
@@ -142,7 +148,7 @@ class Settings(BaseSettings):
         resolve_device(value)
         return value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "roboflow_image_url_hosts", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
