@@ -333,7 +333,8 @@ def mask_outlines(mask: np.ndarray, epsilon_factor: float) -> list[np.ndarray]:
         outlines = kept or outlines
     if len(outlines) > 1:
         areas = [cv2.contourArea(c) for c in outlines]
-        kept = [c for c, area in zip(outlines, areas, strict=True) if area > np.mean(areas) * 0.2]
+        floor = float(np.mean(areas)) * 0.2
+        kept = [c for c, area in zip(outlines, areas, strict=True) if area > floor]
         outlines = kept or outlines
     return [outline.reshape(-1, 2) for outline in outlines]
 
@@ -346,7 +347,7 @@ def outline_shapes(
     shapes = []
     if params.show_masks:
         for outline in outlines:
-            points = [[float(x), float(y)] for x, y in outline.tolist()]
+            points = outline.astype(float).tolist()
             if len(points) < 3:
                 continue
             if points[0] != points[-1]:
