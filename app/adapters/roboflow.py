@@ -190,7 +190,7 @@ async def segment_image(request: Request, service: ServiceDep, settings: Setting
     height, width = embedding.original_size
     points, labels = prompt_points(body, width, height, settings)
     key = state_key(body.image_id, embedding_id)
-    mask_input = await resolve_mask_input(body, service, key)
+    mask_input = await resolve_mask_input(body, service, key, embedding_id)
     check_output_size(1, width, height, settings)
     decoded = await service.decode(embedding, points, labels, None, mask_input, False)
     if body.use_mask_input_cache:
@@ -288,16 +288,20 @@ def prompt_points(
 
 
 async def resolve_mask_input(
-    body: SamSegmentationRequest, service: InferenceService, key: str | None
+    body: SamSegmentationRequest,
+    service: InferenceService,
+    key: str | None,
+    embedding_id: str | None,
 ) -> np.ndarray | None:
-    """The 1x1xSxS mask input of ``has_mask_input``: sent, or the image's last low-res mask."""
+    """The 1x1xSxS mask input of ``has_mask_input``: sent, or the last low-res mask of this
+    image (not of another image that once had the same ``image_id``)."""
     if not body.has_mask_input:
         return None
     side = service.mask_input_size
     if body.mask_input is not None:
         return await asyncio.to_thread(sent_mask_input, body, side)
-    logits, _ = await read_state(service, key) if body.use_mask_input_cache else (None, None)
-    if logits is None or logits.shape[0] == 0:
+    logits, linked = await read_state(service, key if body.use_mask_input_cache else None)
+    if logits.shape[0] == 0 or linked != embedding_id:
         raise InvalidInputError(
             "has_mask_input: no mask_input sent and no earlier mask cached for this image "
             "(send mask_input, or segment the same image_id or image first)"

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from service_helpers import make_settings
+from service_helpers import encode, make_image, make_settings
 
 from repvit_sam_server import create_app
 from repvit_sam_server.encoding import decode_rle
@@ -129,6 +129,10 @@ async def test_mask_input_from_the_cache_and_sent(client: httpx.AsyncClient, png
     assert not np.array_equal(
         without["low_res_masks"], np.load(io.BytesIO(cached.content))["low_res_masks"]
     )
+    # The image_id now names another image: its mask is not that image's mask input.
+    other = {"type": "base64", "value": b64(encode(make_image(seed=5)))}
+    renamed = {**refine, "image": other}
+    assert (await client.post("/roboflow/sam/segment_image", json=renamed)).status_code == 422
     polygons = {**refine, "mask_input": [[[5, 5], [40, 5], [40, 40]]], "format": "json"}
     assert (await client.post("/roboflow/sam/segment_image", json=polygons)).status_code == 200
 
