@@ -33,8 +33,6 @@ logger = logging.getLogger(__name__)
 BodyT = TypeVar("BodyT", bound=BaseModel)
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
-# Room for the other JSON fields of a body whose image is base64 of up to max_upload_bytes.
-_JSON_BESIDE_IMAGE = 1 << 20
 # Larger bodies are parsed on a worker thread (as app/bodies.py does).
 _PARSE_INLINE_BYTES = 64 << 10
 
@@ -103,8 +101,10 @@ def validation_message(err: RequestValidationError) -> str:
 
 
 def json_limit(settings: Settings) -> int:
-    """Largest JSON body an adapter reads: a base64 image of ``max_upload_bytes`` and the rest."""
-    return max(settings.max_json_bytes, 4 * -(-settings.max_upload_bytes // 3) + _JSON_BESIDE_IMAGE)
+    """Largest JSON body an adapter reads (a base64 image in it included): ``max_upload_bytes``,
+    under the middleware's cut-off (``max_upload_bytes`` + 1 MiB), so that a body between the
+    two gets this 413 in the tool's shape."""
+    return max(settings.max_json_bytes, settings.max_upload_bytes)
 
 
 async def read_json(request: Request, model: type[BodyT], settings: Settings) -> BodyT:

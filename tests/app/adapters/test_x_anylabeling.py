@@ -211,6 +211,14 @@ async def test_bad_requests_get_the_protocol_error(
     assert names in answer["error"]["message"]
 
 
+async def test_a_body_over_max_upload_bytes_is_413(client: httpx.AsyncClient, png: bytes) -> None:
+    body = client_body(png, [])
+    body["image"] += "A" * 2_000_000  # the test service's max_upload_bytes
+    response = await client.post("/x-anylabeling/v1/predict", json=body)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
 async def test_not_json_is_415(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/x-anylabeling/v1/predict", content=b"x", headers={"Content-Type": "text/plain"}
