@@ -39,13 +39,25 @@ def require_api_key(
     settings: SettingsDep, api_key: Annotated[str | None, Security(_api_key_header)]
 ) -> None:
     """Checks ``X-API-Key`` when the service has a key configured."""
-    if settings.api_key is None:
-        return
-    expected = settings.api_key.get_secret_value().encode()
-    # Starlette decodes header bytes as latin-1: this recovers the bytes the client sent, so
-    # that a non-ASCII key sent as UTF-8 matches.
-    if api_key is None or not secrets.compare_digest(api_key.encode("latin-1"), expected):
+    if not api_key_matches(settings, api_key):
         raise UnauthorizedError("missing or wrong X-API-Key header")
+
+
+def api_key_matches(settings: Settings, api_key: str | None, *, from_header: bool = True) -> bool:
+    """Whether ``api_key`` is the service's key (always True when none is configured).
+
+    Args:
+        from_header: The key was read from a header, whose bytes Starlette decodes as latin-1;
+            a query parameter or JSON field is already the text the client meant.
+    """
+    if settings.api_key is None:
+        return True
+    if api_key is None:
+        return False
+    expected = settings.api_key.get_secret_value().encode()
+    # latin-1 recovers the bytes the client sent, so that a non-ASCII key sent as UTF-8 matches.
+    supplied = api_key.encode("latin-1" if from_header else "utf-8", errors="replace")
+    return secrets.compare_digest(supplied, expected)
 
 
 async def read_image(

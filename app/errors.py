@@ -84,6 +84,7 @@ class BusyError(ServiceError):
 
 
 def status_of(err: RepViTSAMError) -> tuple[int, dict[str, str]]:
+    """The HTTP status and headers of a library or service error (500 for an unexpected one)."""
     if isinstance(err, (ImageTooLargeError, PayloadTooLargeError)):
         return 413, {}
     if isinstance(err, UnsupportedMediaTypeError):

@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from repvit_sam import __version__
 
-from .adapters import label_studio
+from .adapters import label_studio, roboflow, x_anylabeling
 from .cache import EmbeddingCache, MemoryCache, TieredCache
 from .deps import require_api_key
 from .errors import install_error_handlers
@@ -113,6 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         secured = {"dependencies": [Depends(require_api_key)], "responses": error_responses(401)}
     for module in (embed, segment, embeddings, everything):
         app.include_router(module.router, **secured)
+    app.include_router(x_anylabeling.router)  # its own key check: the Token header
+    app.include_router(roboflow.router)  # its own key check: api_key as Roboflow sends it
     app.include_router(health.router)
     app.include_router(demo.router)
     app.include_router(docs.router)

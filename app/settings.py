@@ -65,6 +65,10 @@ class Settings(BaseSettings):
             ``rle``).
         api_key: When set, every model endpoint requires it in the ``X-API-Key`` header.
         cors_origins: Origins allowed by CORS, comma-separated in the environment.
+        roboflow_image_url_hosts: Hosts whose images the Roboflow routes may fetch for an
+            ``image`` of ``type: "url"`` (exact host names, comma-separated); empty refuses
+            every URL, so that a request cannot make the service reach an internal address.
+        roboflow_image_url_seconds: Time limit of one such download.
         queue_size: Model calls waiting or running at most; more get 503 with Retry-After.
         max_queue_seconds: Expected seconds of model work queued ahead of a new call at most
             (each kind's moving-average duration); more get 503 with Retry-After the wait.
@@ -129,6 +133,8 @@ class Settings(BaseSettings):
     max_polygon_points: int = Field(default=200_000, gt=0)
     api_key: SecretStr | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    roboflow_image_url_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    roboflow_image_url_seconds: float = Field(default=10.0, gt=0)
     queue_size: int = Field(default=64, gt=0)
     max_queue_seconds: float = Field(default=60.0, gt=0)
     max_segment_seconds: float = Field(default=30.0, gt=0)
@@ -183,7 +189,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return value
 
-    @field_validator("cors_origins", "label_studio_image_hosts", mode="before")
+    @field_validator(
+        "cors_origins", "label_studio_image_hosts", "roboflow_image_url_hosts", mode="before"
+    )
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

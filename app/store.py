@@ -123,7 +123,7 @@ class EmbeddingStore:
 
     def _logits_problem(self, entry: CacheEntry) -> str | None:
         logits, best = entry.value, entry.meta.get("best")
-        if not isinstance(logits, np.ndarray) or logits.ndim != 4 or 0 in logits.shape[:2]:
+        if not isinstance(logits, np.ndarray) or logits.ndim != 4 or logits.shape[1] == 0:
             return f"expected BxCxSxS logits, found {getattr(logits, 'shape', type(logits))}"
         size = logits.shape[2:]
         if size[0] != size[1] or (self.logits_size is not None and size != self.logits_size):

@@ -135,7 +135,8 @@ TEST_FOLDERS = {
     "repvit_sam.modeling": "modeling",
     "repvit_sam_client": "client",
     "repvit_sam_server": "app",
-    "repvit_sam_server.adapters": "app",
+    "repvit_sam_server.adapters": "app/adapters",
+    "repvit_sam_server.adapters.label_studio": "app/adapters",
     "repvit_sam_server.routes": "app",
 }
 

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
-from repvit_sam_server.encoding import decode_rle as decode_coco_rle
+from repvit_sam_client import decode_rle as decode_coco_rle
 
 # The SDK's SAM example config: brush masks, smart keypoints and rectangles.
 BRUSH_CONFIG = """
