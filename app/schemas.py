@@ -33,7 +33,11 @@ def _at_most_setting(value: int, info: ValidationInfo) -> int:
 
 PointsPerBatch = Annotated[
     int,
-    Field(ge=1, description="Prompts decoded together (at most max_points_per_batch)."),
+    Field(
+        ge=1,
+        validate_default=True,
+        description="Prompts decoded together (at most max_points_per_batch).",
+    ),
     AfterValidator(_at_most_setting),
 ]
 
@@ -207,8 +211,12 @@ class MasksRequest(EmbeddingRequest):
         },
     )
 
+    # validate_default: the default, too, must be within this service's limit.
     points_per_side: int = Field(
-        default=32, ge=1, description="Grid points per side (at most max_points_per_side)."
+        default=32,
+        ge=1,
+        validate_default=True,
+        description="Grid points per side (at most max_points_per_side).",
     )
     points_per_batch: PointsPerBatch = 64
     pred_iou_thresh: float = Field(default=0.88, ge=0, le=1, description="0 disables.")
@@ -313,7 +321,10 @@ class EdgesRequest(EmbeddingRequest):
     )
 
     points_per_side: int = Field(
-        default=16, ge=1, description="Prompt grid (at most max_edge_points_per_side)."
+        default=16,
+        ge=1,
+        validate_default=True,
+        description="Prompt grid (at most max_edge_points_per_side).",
     )
     points_per_batch: PointsPerBatch = 64
     nms_thresh: float = Field(default=0.7, ge=0, le=1, description="Mask NMS box IoU.")
