@@ -59,9 +59,9 @@ def run_serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level="info",
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
-        # Direct exposure without a proxy: h11 bounds the request head (httptools does not),
-        # idle keep-alive connections are closed, and connections beyond the bound get 503.
-        http="h11",
+        # Direct exposure without a proxy: request heads bounded in size (431) and time, idle
+        # keep-alive connections closed, requests beyond the connection bound answered 503.
+        http=limited_h11_protocol(settings.max_header_bytes, settings.header_timeout_seconds),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_keep_alive=5,
         limit_concurrency=settings.max_connections,
@@ -95,6 +95,80 @@ class DrainingServer:
 
     def run(self) -> None:
         self.server.run()
+
+
+def limited_h11_protocol(max_head_bytes: int, head_timeout_seconds: float) -> type:
+    """uvicorn's h11 protocol with the request head bounded in size and in time.
+
+    A head (request line and headers) over ``max_head_bytes`` is answered 431 and the
+    connection closed. h11's own bound (``h11_max_incomplete_event_size``, kept as a backstop)
+    only applies to a head still incomplete after a read, so a 64 KiB head that arrives in one
+    read passes it whatever the bound. A connection whose head has not fully arrived
+    ``head_timeout_seconds`` after the connection opened, or after the head's first byte on a
+    kept-alive connection, is closed: uvicorn has no such timeout, and a connection that never
+    sends a request, or sends its head a byte at a time (slowloris), stays open for ever and
+    counts against ``limit_concurrency``, so that a few hundred of them make every request a 503.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    too_large = b"request head is larger than max_header_bytes=%d" % max_head_bytes
+    refusal = (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\n"
+        b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n\r\n%s"
+    ) % (len(too_large), too_large)
+
+    class LimitedH11Protocol(H11Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self._head_timer: Any = None
+            self._head_seen, self._head_tail = 0, b""
+            super().connection_made(transport)
+            self._arm_head_timer()
+
+        def data_received(self, data: bytes) -> None:
+            if self.conn.their_state is h11.IDLE and self._head_too_large(data):
+                self.transport.write(refusal)
+                self.transport.close()
+                return
+            super().data_received(data)
+            if not self._awaiting_head():
+                self._cancel_head_timer()
+            elif self._head_timer is None:  # a kept-alive connection's next head begins
+                self._arm_head_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_head_timer()
+            super().connection_lost(exc)
+
+        def _head_too_large(self, data: bytes) -> bool:
+            """Counts the head's bytes up to its blank line, across reads."""
+            window = self._head_tail + data
+            end = window.find(b"\r\n\r\n")
+            if end < 0:
+                self._head_seen += len(data)
+                self._head_tail = window[-3:]
+                return self._head_seen > max_head_bytes
+            size = self._head_seen + end + 4 - len(self._head_tail)
+            self._head_seen, self._head_tail = 0, b""
+            return size > max_head_bytes
+
+        def _awaiting_head(self) -> bool:
+            return self.cycle is None or self.cycle.response_complete
+
+        def _arm_head_timer(self) -> None:
+            self._head_timer = self.loop.call_later(head_timeout_seconds, self._head_late)
+
+        def _cancel_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_late(self) -> None:
+            self._head_timer = None
+            if self._awaiting_head() and not self.transport.is_closing():
+                self.transport.close()
+
+    return LimitedH11Protocol
 
 
 def _drain(config: Any) -> None:

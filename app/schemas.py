@@ -47,7 +47,11 @@ def _parameter(params: type, name: str, note: str = "", **bounds: Any) -> Any:
 
 PointsPerBatch = Annotated[
     StrictInt,
-    Field(ge=1, description="Prompts decoded together (at most max_points_per_batch)."),
+    Field(
+        ge=1,
+        validate_default=True,
+        description="Prompts decoded together (at most max_points_per_batch).",
+    ),
     AfterValidator(_at_most_setting),
 ]
 
@@ -215,8 +219,9 @@ class MasksRequest(EmbeddingRequest):
         },
     )
 
+    # validate_default: the default, too, must be within this service's limit.
     points_per_side: StrictInt = _parameter(
-        AmgParams, "points_per_side", "At most max_points_per_side.", ge=1
+        AmgParams, "points_per_side", "At most max_points_per_side.", ge=1, validate_default=True
     )
     points_per_batch: PointsPerBatch = parameter_defaults(AmgParams)["points_per_batch"]
     pred_iou_thresh: StrictFloat = _parameter(AmgParams, "pred_iou_thresh", ge=0, le=1)
@@ -324,8 +329,13 @@ class EdgesRequest(EmbeddingRequest):
         },
     )
 
+    # validate_default: the default, too, must be within this service's limit.
     points_per_side: StrictInt = _parameter(
-        EdgeParams, "points_per_side", "At most max_edge_points_per_side.", ge=1
+        EdgeParams,
+        "points_per_side",
+        "At most max_edge_points_per_side.",
+        ge=1,
+        validate_default=True,
     )
     points_per_batch: PointsPerBatch = parameter_defaults(EdgeParams)["points_per_batch"]
     nms_thresh: StrictFloat = _parameter(EdgeParams, "nms_thresh", ge=0, le=1)

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
         max_header_bytes: Largest request head (line and headers) ``serve`` reads (h11's
             bound of an incomplete event); beyond it the connection is refused.
         max_connections: Connections and requests ``serve`` handles at once; beyond, 503.
+        header_timeout_seconds: How long ``serve`` waits for a request head (line and
+            headers) to arrive in full, from the connection's start or the head's first byte;
+            then it closes the connection (slow or silent clients, slowloris).
         retry_after_seconds: The Retry-After sent with those 503s.
         max_task_seconds: Time limit of one /masks or /edges task, queue wait included
             (504 beyond).
@@ -143,6 +146,7 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(default=1 * MiB, gt=0)
     max_header_bytes: int = Field(default=64 << 10, gt=0)
     max_connections: int = Field(default=1000, gt=0)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
     retry_after_seconds: int = Field(default=1, ge=0)
     max_task_seconds: float = Field(default=120.0, gt=0)
     max_points_per_side: int = Field(default=64, gt=0)
