@@ -126,6 +126,12 @@ class SegmentRequest(EmbeddingRequest):
     mask_input_id: str | None = Field(
         default=None, pattern=ID_PATTERN, description="A logits_id of an earlier answer."
     )
+    mask_input_index: int | None = Field(
+        default=None,
+        ge=0,
+        description="The candidate of mask_input_id's answer to refine, per prompt "
+        "(default: its best-scored one).",
+    )
     # Strict: "yes" or 1 is a mistake to name, not a truthy value to guess at.
     multimask: StrictBool = Field(default=False, description="3 candidate masks per prompt.")
     format: MaskFormat = "rle"
@@ -136,6 +142,8 @@ class SegmentRequest(EmbeddingRequest):
         limits = info.context or {}
         if not self.points and not self.boxes:
             raise ValueError("empty prompt: give points, boxes or both")
+        if self.mask_input_index is not None and self.mask_input_id is None:
+            raise ValueError("mask_input_index needs mask_input_id: the answer it indexes")
         if len(self.points) > limits.get("max_points", math.inf):
             raise ValueError(f"points: at most {limits['max_points']} points per request")
         if len(self.boxes) > limits.get("max_boxes", math.inf):

@@ -70,7 +70,9 @@ async def segment(
     check_output_size(num_prompts * (3 if body.multimask else 1), width, height, settings)
     mask_input = None
     if body.mask_input_id is not None:
-        _, mask_input = await service.get_logits(body.mask_input_id, embedding_id)
+        logits, mask_input = await service.get_logits(body.mask_input_id, embedding_id)
+        if body.mask_input_index is not None:
+            mask_input = pick_candidate(logits, body.mask_input_index)
         if mask_input.shape[0] not in (1, num_prompts):
             raise InvalidInputError(
                 f"mask_input_id holds logits for {mask_input.shape[0]} prompts, this request "
@@ -93,6 +95,16 @@ async def segment(
     return SegmentResponse(
         embedding_id=embedding_id, width=width, height=height, masks=masks, logits_id=logits_id
     )
+
+
+def pick_candidate(logits: np.ndarray, index: int) -> np.ndarray:
+    """Candidate ``index`` of every prompt of BxCxSxS ``logits``, as the Bx1xSxS mask input."""
+    if index >= logits.shape[1]:
+        raise InvalidInputError(
+            f"mask_input_index {index} is out of range: mask_input_id holds "
+            f"{logits.shape[1]} candidates per prompt"
+        )
+    return logits[:, index : index + 1]
 
 
 def check_prompts(body: SegmentRequest, width: int, height: int) -> None:

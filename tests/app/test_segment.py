@@ -131,6 +131,48 @@ async def test_refinement_with_mask_input_id(client, image, embedding_id, predic
     assert_masks_match_logits(decoded, expected[0], LOGIT_ATOL)
 
 
+async def test_refinement_from_a_chosen_candidate(client, image, embedding_id, predictor):
+    first = await client.post(
+        "/segment", json={"embedding_id": embedding_id, "points": [[60, 40]], "multimask": True}
+    )
+    body = first.json()
+    logits = np.load(io.BytesIO((await client.get(f"/logits/{body['logits_id']}")).content))
+    best = int(np.argmax([m["score"] for m in body["masks"]]))
+    chosen = (best + 1) % 3  # not the one mask_input_id alone would refine
+    refine = {"embedding_id": embedding_id, "points": [[60, 40]]}
+    refine |= {"mask_input_id": body["logits_id"], "mask_input_index": chosen}
+    second = await client.post("/segment", json=refine)
+    assert second.status_code == 200, second.text
+    _, _, low_res = predictor.predict(
+        np.array([[60, 40]]),
+        np.array([1]),
+        mask_input=logits[0, chosen][None],
+        multimask_output=False,
+        return_logits=True,
+        embedding=predictor.embed(image),
+    )
+    _, _, from_best = predictor.predict(
+        np.array([[60, 40]]),
+        np.array([1]),
+        mask_input=logits[0, best][None],
+        multimask_output=False,
+        return_logits=True,
+        embedding=predictor.embed(image),
+    )
+    assert np.abs(low_res - from_best).max() > 10 * LOGIT_ATOL, "the candidates refine alike"
+    refined = await client.get(f"/logits/{second.json()['logits_id']}")
+    np.testing.assert_allclose(np.load(io.BytesIO(refined.content))[0], low_res, atol=LOGIT_ATOL)
+
+    # One candidate kept (multimask false): index 1 is out of range; an index needs an id.
+    single = await client.post("/segment", json={"embedding_id": embedding_id, "points": [[9, 9]]})
+    out = {**refine, "mask_input_id": single.json()["logits_id"], "mask_input_index": 1}
+    response = await client.post("/segment", json=out)
+    assert response.status_code == 422 and "mask_input_index" in response.json()["detail"]
+    alone = {"embedding_id": embedding_id, "points": [[9, 9]], "mask_input_index": 0}
+    response = await client.post("/segment", json=alone)
+    assert response.status_code == 422 and "mask_input_index" in json.dumps(response.json())
+
+
 async def test_one_shot_multipart_segment(client, png, embedding_id):
     by_id = await client.post("/segment", json={"embedding_id": embedding_id, "points": [[9, 9]]})
     request = json.dumps({"points": [[9, 9]]})
@@ -167,6 +209,7 @@ BAD_PROMPTS = [
     ({"points": [[1, 1]] * 9}, "points"),
     ({"boxes": [[0, 0, 5, 5]] * 9}, "boxes"),
     ({"points": [[1, 2]], "mask_input_id": "xyz"}, "mask_input_id"),
+    ({"points": [[1, 2]], "mask_input_id": "0" * 32, "mask_input_index": -1}, "mask_input_index"),
 ]
 
 
