@@ -227,7 +227,6 @@ class MasksRequest(EmbeddingRequest):
         },
     )
 
-    # validate_default: the default, too, must be within this service's limit.
     points_per_side: StrictInt = _parameter(
         AmgParams, "points_per_side", "At most max_points_per_side.", ge=1, validate_default=True
     )

@@ -142,7 +142,9 @@ async def test_masks_equal_mask_generator(http, image, png, image_id, model, loc
     ],
 )
 async def test_bad_mask_parameters_are_422_naming_the_field(http, image_id, field, value):
-    response = await http.post("/masks", json={"embedding_id": image_id, field: value})
+    # Within this service's max_points_per_side (8): the default grid (32) is refused too.
+    body = {"embedding_id": image_id, "points_per_side": 4, field: value}
+    response = await http.post("/masks", json=body)
     assert response.status_code == 422, response.text
     assert [e["loc"] for e in response.json()["detail"]] == [["body", field]]
     if value == 9:
@@ -159,16 +161,19 @@ async def test_crop_layers_without_points_are_422_naming_the_factor(http, png):
 
 
 async def test_crops_need_the_image_and_ids_must_exist(http, image_id, png):
-    crops = await http.post("/masks", json={"embedding_id": image_id, "crop_n_layers": 1})
+    body = {"embedding_id": image_id, "points_per_side": 4, "crop_n_layers": 1}
+    crops = await http.post("/masks", json=body)
     assert crops.status_code == 422 and "crop_n_layers" in crops.json()["detail"]
     for path in ("/masks", "/edges"):
-        unknown = await http.post(path, json={"embedding_id": "f" * 32})
+        unknown = await http.post(path, json={"embedding_id": "f" * 32, "points_per_side": 4})
         assert unknown.status_code == 404 and "unknown" in unknown.json()["detail"]
-        missing = await http.post(path, json={})
+        missing = await http.post(path, json={"points_per_side": 4})
         assert missing.status_code == 422
         assert missing.json()["detail"][0]["loc"] == ["body", "embedding_id"]
         bad_form = await http.post(
-            path, files={"image": ("a.png", png)}, data={"request": '{"nms_thresh": 1, "x": 1}'}
+            path,
+            files={"image": ("a.png", png)},
+            data={"request": '{"points_per_side": 4, "nms_thresh": 1, "x": 1}'},
         )
         assert bad_form.status_code == 422
         assert ["body", "request", "x"] in [e["loc"] for e in bad_form.json()["detail"]]
@@ -216,7 +221,8 @@ async def test_edges_equal_edge_detector(http, image, image_id, model, local_emb
     ],
 )
 async def test_bad_edge_parameters_are_422_naming_the_field(http, image_id, field, value):
-    response = await http.post("/edges", json={"embedding_id": image_id, field: value})
+    body = {"embedding_id": image_id, "points_per_side": 4, field: value}  # grid within limit
+    response = await http.post("/edges", json=body)
     assert response.status_code == 422, response.text
     assert [e["loc"] for e in response.json()["detail"]] == [["body", field]]
 

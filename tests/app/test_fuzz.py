@@ -157,7 +157,10 @@ def test_every_route_answers_as_documented_and_never_5xx(api_schema):
     """One test over every operation: schemathesis's pytest plugin ends an in-process app's
     lifespan after each test, and the app (its model loaded) is worth sharing."""
     documented = [result.ok().label for result in api_schema.get_all_operations()]
-    assert sorted(documented) == sorted(OPERATIONS)
+    # The native routes; the tool adapters' wire formats are tested in tests/app/adapters.
+    adapters = ("/label-studio", "/x-anylabeling", "/roboflow", "/docs", "/redoc")
+    native = [label for label in documented if not label.split(" ", 1)[1].startswith(adapters)]
+    assert sorted(native) == sorted(OPERATIONS)
     failures = {}
     for label in OPERATIONS:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
