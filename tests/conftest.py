@@ -14,7 +14,11 @@ from repvit_sam import build_repvit_sam
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
 # Read by the tests themselves (tests/demo), not by the service.
-TEST_VARIABLES = {"REPVIT_SAM_CHROMIUM", "REPVIT_SAM_TEST_LABEL_STUDIO"}
+TEST_VARIABLES = {
+    "REPVIT_SAM_CHROMIUM",
+    "REPVIT_SAM_TEST_LABEL_STUDIO",
+    "REPVIT_SAM_TEST_X_ANYLABELING",
+}
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,5 +1,6 @@
 """``export-onnx --format``: samexporter's own inference code on our pair, the model YAML
-X-AnyLabeling reads, and the official RepViT-SAM encoder signature.
+X-AnyLabeling reads (loaded by X-AnyLabeling's own model manager where its venv is given), and
+the official RepViT-SAM encoder signature.
 
 The model is m0_9 at SAM's 1024 input (samexporter and X-AnyLabeling resize to 1024), random
 weights with sharpened mask logits so masks have edges. The image is 1024x684: samexporter
@@ -11,9 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import onnxruntime
 import pytest
@@ -82,6 +86,30 @@ def nontrivial(mask: np.ndarray) -> bool:
     return 0.001 < mask.mean() < 0.999
 
 
+def padded_box_mask(predictor: Predictor, embedding: Any, exported: dict, box: list) -> np.ndarray:
+    """The HxW mask segment-anything's documented ONNX usage (onnx_model_example.ipynb) gives
+    for an XYXY box, with the padding point samexporter and X-AnyLabeling always append (SAM's
+    notebook adds it only without a box): coordinates through the predictor's transform, the
+    embedding from the predictor, ``orig_im_size`` the image's."""
+    coords = np.array([[box[0], box[1]], [box[2], box[3]], [0.0, 0.0]])
+    coords = predictor.transform.apply_coords(coords, (HEIGHT, WIDTH))[None].astype(np.float32)
+    decoder = onnxruntime.InferenceSession(
+        str(exported["decoder"]), providers=["CPUExecutionProvider"]
+    )
+    masks, _, _ = decoder.run(
+        None,
+        {
+            "image_embeddings": embedding.numpy(),
+            "point_coords": coords,
+            "point_labels": np.array([[2, 3, -1]], dtype=np.float32),
+            "mask_input": np.zeros((1, 1, 256, 256), dtype=np.float32),
+            "has_mask_input": np.zeros(1, dtype=np.float32),
+            "orig_im_size": np.array([HEIGHT, WIDTH], dtype=np.float32),
+        },
+    )  # fmt: skip
+    return masks[0, 0] > 0
+
+
 # ---- samexporter --------------------------------------------------------------------------
 
 
@@ -129,26 +157,7 @@ def test_samexporter_box_equals_sams_documented_onnx_usage_with_its_padding(
     box = [280, 180, 720, 470]
     theirs = samexporter_run([{"type": "rectangle", "data": box}])
 
-    # segment-anything's notebook (onnx_model_example.ipynb): coordinates through the
-    # predictor's transform, the embedding from the predictor, orig_im_size the image's; plus
-    # the padding point samexporter always appends (SAM's notebook adds it only without a box).
-    coords = np.array([[box[0], box[1]], [box[2], box[3]], [0.0, 0.0]])
-    coords = predictor.transform.apply_coords(coords, (HEIGHT, WIDTH))[None].astype(np.float32)
-    decoder = onnxruntime.InferenceSession(
-        str(exported["decoder"]), providers=["CPUExecutionProvider"]
-    )
-    masks, _, _ = decoder.run(
-        None,
-        {
-            "image_embeddings": embedding.numpy(),
-            "point_coords": coords,
-            "point_labels": np.array([[2, 3, -1]], dtype=np.float32),
-            "mask_input": np.zeros((1, 1, 256, 256), dtype=np.float32),
-            "has_mask_input": np.zeros(1, dtype=np.float32),
-            "orig_im_size": np.array([HEIGHT, WIDTH], dtype=np.float32),
-        },
-    )  # fmt: skip
-    expected = masks[0, 0] > 0
+    expected = padded_box_mask(predictor, embedding, exported, box)
     assert nontrivial(expected) and agreement(theirs, expected) >= MIN_AGREEMENT
 
     # Our Predictor (and SAM's) encodes a box without the padding point: a slightly different
@@ -187,6 +196,80 @@ def test_xanylabeling_config_names_the_pair_beside_it(exported):
         "orig_im_size",
     ]  # fmt: skip
     assert [o.name for o in decoder.get_outputs()] == ["masks", "iou_predictions", "low_res_masks"]
+
+
+# ---- X-AnyLabeling's own loader and model code ---------------------------------------------
+
+# The python of a virtual environment holding x-anylabeling-cvhub[cpu] (its PyQt6 and OpenCV
+# builds stay out of ours); .ci/tool-venvs.sh makes one and CI sets this variable.
+X_ANYLABELING = os.environ.get("REPVIT_SAM_TEST_X_ANYLABELING")
+X_ANYLABELING_DRIVER = Path(__file__).with_name("x_anylabeling_sam.py")
+# X-AnyLabeling's polygons are approxPolyDP of its mask's contours, so every vertex is a pixel
+# of that mask's outline: within this many pixels of our mask's outline.
+MAX_VERTEX_DISTANCE = 2.0
+X_ANYLABELING_PROMPTS = [
+    [{"type": "point", "data": [500, 320], "label": 1}],
+    [{"type": "rectangle", "data": [280, 180, 720, 470]}],
+]
+
+
+@pytest.fixture(scope="module")
+def x_anylabeling_run(exported, image, tmp_path_factory) -> dict[str, Any]:
+    """X-AnyLabeling's "Load Custom Model" on our YAML, then its SegmentAnything on a click
+    and a box: ``masks`` (HxW bool each) and the ``shapes`` its labelling canvas would get."""
+    if not X_ANYLABELING:
+        pytest.skip(
+            "X-AnyLabeling's loader not run: set REPVIT_SAM_TEST_X_ANYLABELING to the python "
+            "of a venv with x-anylabeling-cvhub[cpu]==4.2.1 (.ci/tool-venvs.sh makes one)"
+        )
+    work = tmp_path_factory.mktemp("x-anylabeling")
+    image_path = work / "image.png"
+    cv2.imwrite(str(image_path), image[:, :, ::-1])
+    prompts = work / "prompts.json"
+    prompts.write_text(json.dumps(X_ANYLABELING_PROMPTS))
+    # HOME: X-AnyLabeling's user config (~/.xanylabelingrc) goes to a fresh folder.
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(work)}
+    args = [str(exported["config"]), str(image_path), str(prompts), str(work)]
+    done = subprocess.run(
+        [X_ANYLABELING, str(X_ANYLABELING_DRIVER), *args],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["type"] == "SegmentAnything"
+    masks = [np.load(work / f"mask_{i}.npy") for i in range(len(X_ANYLABELING_PROMPTS))]
+    return {"masks": masks, "shapes": answer["shapes"]}
+
+
+def outline_distance(mask: np.ndarray) -> np.ndarray:
+    """HxW float32: each pixel's distance in pixels to the nearest pixel of the mask's outline
+    (a mask pixel with a neighbour outside the mask)."""
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8), borderValue=0)
+    outline = mask & ~inner.astype(bool)
+    return cv2.distanceTransform((~outline).astype(np.uint8), cv2.DIST_L2, 5)
+
+
+def test_x_anylabeling_loads_our_yaml_and_predicts_our_masks(x_anylabeling_run, ours, exported):
+    predictor, embedding = ours
+    click, box = X_ANYLABELING_PROMPTS
+    masks, scores, _ = predictor.predict(
+        np.array([click[0]["data"]]), np.array([1]), multimask_output=True, embedding=embedding
+    )
+    expected = [
+        masks[int(np.argmax(scores))],
+        # a box, with the padding point X-AnyLabeling always appends (see the samexporter test)
+        padded_box_mask(predictor, embedding, exported, box[0]["data"]),
+    ]
+    for theirs, ours_mask, shapes in zip(
+        x_anylabeling_run["masks"], expected, x_anylabeling_run["shapes"], strict=True
+    ):
+        assert nontrivial(ours_mask) and agreement(theirs, ours_mask) >= MIN_AGREEMENT
+        assert shapes, "X-AnyLabeling made no polygon of the mask"
+        distance = outline_distance(ours_mask)
+        for shape in shapes:
+            assert (shape["label"], shape["shape_type"]) == ("AUTOLABEL_OBJECT", "polygon")
+            vertices = np.array(shape["points"], dtype=int)
+            assert distance[vertices[:, 1], vertices[:, 0]].max() <= MAX_VERTEX_DISTANCE
 
 
 # ---- the official exporter's encoder ------------------------------------------------------

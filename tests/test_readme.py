@@ -25,3 +25,20 @@ def test_ci_runs_the_readme_test_command():
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test_command in ci_lines
     assert "pytest" in test_command and "torch==2.14.1 torchvision==0.29.1" in test_command
+
+
+def test_ci_gives_the_tool_tests_their_environments_before_the_test_command():
+    """The tests that run Label Studio's and X-AnyLabeling's own code skip without these
+    variables; CI must set them (to the venvs .ci/tool-venvs.sh makes) before pytest starts."""
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    test_line = ci_lines.index(_setup_commands()[1])
+    before = "\n".join(ci_lines[:test_line])
+    assert '.ci/tool-venvs.sh "$tools"' in before
+    for variable, path in [
+        ("REPVIT_SAM_TEST_LABEL_STUDIO", "label-studio/bin/label-studio"),
+        ("REPVIT_SAM_TEST_X_ANYLABELING", "x-anylabeling/bin/python"),
+    ]:
+        assert f'export {variable}="$tools/{path}"' in before
+    script = (ROOT / ".ci" / "tool-venvs.sh").read_text()
+    # the versions the tests were written against
+    assert '"label-studio==1.23.2"' in script and '"x-anylabeling-cvhub[cpu]==4.2.1"' in script

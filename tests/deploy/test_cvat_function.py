@@ -119,3 +119,10 @@ def test_function_configs_are_the_interactor_cvat_expects(name):
     env = {item["name"]: item["value"] for item in config["spec"]["env"]}
     gpu = config["spec"].get("resources", {}).get("limits", {}).get("nvidia.com/gpu")
     assert (env["REPVIT_SAM_DEVICE"], gpu) == (("cuda", 1) if "gpu" in name else ("cpu", None))
+    build = config["spec"]["build"]["directives"]["preCopy"]
+    (torch_line,) = [d["value"] for d in build if "torch==" in d["value"]]
+    # PyPI's x86_64 torch is the CUDA build; the CPU function takes PyTorch's CPU wheels
+    cpu_index = "--index-url https://download.pytorch.org/whl/cpu"
+    assert (cpu_index in torch_line) == ("gpu" not in name)
+    visible = {"kind": "ENV", "value": "NVIDIA_VISIBLE_DEVICES=all"} in build
+    assert visible == ("gpu" in name)

@@ -7,12 +7,14 @@ Label Studio pins older numpy and OpenCV than this project's environment has (1.
 virtual environment of its own, named by ``REPVIT_SAM_TEST_LABEL_STUDIO``
 (the ``label-studio`` executable) or found on ``PATH``; without one the test is skipped::
 
-    python3 -m venv /opt/label-studio && /opt/label-studio/bin/pip install label-studio
+    python3 -m venv /opt/label-studio && /opt/label-studio/bin/pip install label-studio==1.23.2
     export REPVIT_SAM_TEST_LABEL_STUDIO=/opt/label-studio/bin/label-studio
     pytest -m slow tests/app/adapters
 
-Measured on the 2-core development machine under load: installing took 6.5 minutes, the
-first start (its database migrations) 2 to 4 minutes; this test took 4.1 minutes in all.
+CI makes that environment with ``.ci/tool-venvs.sh`` and sets the variable (``.ci/run``).
+Measured on the 2-core development machine under load: installing took 1.5 to 6.5 minutes
+(with and without pip's cache), the first start (its database migrations) 0.5 to 4 minutes;
+this test took 0.7 to 4.1 minutes in all.
 """
 
 from __future__ import annotations

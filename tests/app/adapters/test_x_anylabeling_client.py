@@ -1,6 +1,8 @@
 """X-AnyLabeling's own client code (the ``x-anylabeling-cvhub`` package, installed in a virtual
 environment of its own: its Qt and OpenCV builds stay out of ours) gets the service's masks
-from a real ``repvit-sam serve``. About a minute: the install takes most of it."""
+from a real ``repvit-sam serve``. It uses the venv named by ``REPVIT_SAM_TEST_X_ANYLABELING``
+(its python; .ci/tool-venvs.sh makes one for CI) or installs one: about a minute, most of it
+the install."""
 
 from __future__ import annotations
 
@@ -24,7 +26,11 @@ PACKAGE = "x-anylabeling-cvhub>=4.2,<5"
 
 @pytest.fixture(scope="module")
 def client_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The python of a fresh venv holding X-AnyLabeling (skips where pip cannot get it)."""
+    """The python of a venv holding X-AnyLabeling: the given one, else a fresh one (skips
+    where pip cannot get it)."""
+    given = os.environ.get("REPVIT_SAM_TEST_X_ANYLABELING")
+    if given:
+        return Path(given)
     venv = tmp_path_factory.mktemp("x-anylabeling") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
