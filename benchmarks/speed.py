@@ -117,9 +117,10 @@ def _decoder_row(kind: str, count: int):
 
 def _batch_row(kind: str, size: int):
     """The fp32 encoder on ``size`` images per call: PyTorch's channels-last encoder, or the
-    OpenVINO export compiled for a batch of ``size`` (the library's is compiled for 1)."""
+    encoder exported for a batch of ``size`` and compiled by OpenVINO (the library's export,
+    which the dataset jobs run, takes one image per call)."""
     images = torch.randn(size, 3, IMAGE, IMAGE, generator=torch.Generator().manual_seed(0))
-    from repvit_sam.backends import OpenVINOEncoder, make_encoder
+    from repvit_sam.backends import make_encoder
 
     if kind == "torch":
         encoder = make_encoder(_repvit(), "torch")
@@ -128,13 +129,19 @@ def _batch_row(kind: str, size: int):
             return encoder(images)
 
         return run
+    import tempfile
+
     import openvino
 
-    core = openvino.Core()
-    graph = core.read_model(str(OpenVINOEncoder(_repvit()).path))
-    graph.reshape([size, 3, IMAGE, IMAGE])
-    config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "INFERENCE_PRECISION_HINT": "f32"}
-    compiled = core.compile_model(graph, "CPU", config)
+    from repvit_sam.onnx_export import export_encoder
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = export_encoder(_repvit(), Path(folder) / "encoder.onnx", batch=size)
+        config = {
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            "INFERENCE_PRECISION_HINT": "f32",
+        }
+        compiled = openvino.Core().compile_model(str(path), "CPU", config)
     array = images.numpy()
     return lambda: compiled(array)[0]
 
