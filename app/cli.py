@@ -12,10 +12,19 @@ from typing import Any
 
 from repvit_sam.cli.common import add_command
 from repvit_sam.errors import InvalidInputError
-from repvit_sam.runtimes import BACKENDS
+from repvit_sam.runtimes import BACKENDS, PRECISIONS
 
 # Flags that override the REPVIT_SAM_<NAME> setting of the same name.
-_FLAGS = ("host", "port", "checkpoint", "variant", "device", "backend")
+_FLAGS = (
+    "host",
+    "port",
+    "checkpoint",
+    "variant",
+    "device",
+    "backend",
+    "precision",
+    "calibration_images",
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +48,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--device", help="cpu, cuda, cuda:1, ... (default cpu)")
     serve.add_argument(
         "--backend", choices=BACKENDS, help="image encoder runtime (REPVIT_SAM_BACKEND; auto)"
+    )
+    serve.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="encoder precision (REPVIT_SAM_PRECISION; fp32, exact): int8 on the CPU, bf16 on "
+        "CUDA or a CPU with native bf16, fp16 on CUDA; faster, not exact",
+    )
+    serve.add_argument(
+        "--calibration-images",
+        type=Path,
+        metavar="DIR",
+        help="with --precision int8: images to calibrate on (REPVIT_SAM_CALIBRATION_IMAGES; "
+        "default scikit-image's sample photos)",
     )
 
 
@@ -198,7 +220,7 @@ def check_serve_settings() -> Any:
     """
     from pydantic import ValidationError
 
-    from repvit_sam.backends import resolve_backend
+    from repvit_sam.backends import check_precision, resolve_backend
     from repvit_sam.build import build_repvit_sam, resolve_device
     from repvit_sam.weights import download_weights
 
@@ -215,10 +237,22 @@ def check_serve_settings() -> Any:
     level = os.environ.get("REPVIT_SAM_LOG_LEVEL", "INFO").upper()
     if not isinstance(logging.getLevelName(level), int):
         raise InvalidInputError(f"REPVIT_SAM_LOG_LEVEL: unknown level {level!r}")
+    device = resolve_device(settings.device)
     try:
-        resolve_backend(settings.backend, resolve_device(settings.device))
+        backend = resolve_backend(settings.backend, device, settings.precision)
     except InvalidInputError as err:
         raise InvalidInputError(f"REPVIT_SAM_BACKEND: {err}") from None
+    try:
+        check_precision(settings.precision, backend, device)
+    except InvalidInputError as err:
+        raise InvalidInputError(f"REPVIT_SAM_PRECISION: {err}") from None
+    folder = settings.calibration_images
+    if folder is not None and (settings.precision != "int8" or not folder.is_dir()):
+        raise InvalidInputError(
+            f"REPVIT_SAM_CALIBRATION_IMAGES: {folder} is not a folder"
+            if settings.precision == "int8"
+            else "REPVIT_SAM_CALIBRATION_IMAGES only applies to REPVIT_SAM_PRECISION=int8"
+        )
     if settings.checkpoint is not None:
         build_repvit_sam(
             settings.checkpoint, variant=settings.variant, image_size=settings.image_size

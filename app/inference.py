@@ -100,13 +100,10 @@ class InferenceService:
         started = time.perf_counter()
         settings = self.settings
         checkpoint = settings.checkpoint or download_weights()
+        names = ("variant", "device", "fuse", "image_size", "backend", "precision")
+        options = {name: getattr(settings, name) for name in names}
         predictor = load_predictor(
-            checkpoint,
-            variant=settings.variant,
-            device=settings.device,
-            fuse=settings.fuse,
-            image_size=settings.image_size,
-            backend=settings.backend,
+            checkpoint, calibration_images=settings.calibration_images, **options
         )
         encoder = predictor.encoder
         self.fingerprint = self.store.fingerprint = model_fingerprint(

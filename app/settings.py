@@ -26,6 +26,11 @@ class Settings(BaseSettings):
         fuse: Re-parameterise the encoder (same outputs, faster).
         backend: Image encoder runtime: "auto" (default: the fastest exact one installed,
             see ``repvit_sam.backends``), "torch", "onnxruntime" or "openvino".
+        precision: Encoder precision: "fp32" (default, exact); "int8" on the CPU, "bf16" on
+            CUDA or a CPU with native bf16, "fp16" on CUDA (faster, not exact; see
+            ``repvit_sam.quantize``).
+        calibration_images: With ``precision="int8"``, a folder of images to calibrate on;
+            None for scikit-image's sample photos.
         warmup: Run one embed and one decode before reporting ready.
         cache_bytes: Bytes of embeddings and logits kept in this process (LRU beyond that);
             with ``cache_url`` this is the near cache in front of Redis.
@@ -113,6 +118,8 @@ class Settings(BaseSettings):
     device: str = "cpu"
     fuse: bool = True
     backend: Literal["auto", "torch", "onnxruntime", "openvino"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16", "int8"] = "fp32"
+    calibration_images: Path | None = None
     warmup: bool = True
     cache_bytes: int = Field(default=1024 * MiB, ge=0)
     cache_ttl_seconds: float | None = Field(default=None, gt=0)

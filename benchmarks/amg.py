@@ -43,6 +43,22 @@ def build_model(variant: str) -> torch.nn.Module:
     return model
 
 
+def sam_generator(model: torch.nn.Module, embedding, params: dict) -> SamAutomaticMaskGenerator:
+    """segment-anything's generator, given ``embedding`` instead of encoding the image."""
+    generator = SamAutomaticMaskGenerator(model, **params)
+
+    def set_image(_image: np.ndarray) -> None:
+        predictor = generator.predictor
+        predictor.reset_image()
+        predictor.features = embedding.features
+        predictor.original_size = embedding.original_size
+        predictor.input_size = embedding.input_size
+        predictor.is_image_set = True
+
+    generator.predictor.set_image = set_image
+    return generator
+
+
 def agreement(ours: list[dict], theirs: list[dict]) -> str:
     if len(ours) != len(theirs):
         return f"count {len(ours)} vs {len(theirs)}"
@@ -84,17 +100,7 @@ def main() -> None:
     for points in args.points:
         for name in args.settings:
             params = {"points_per_side": points, **SETTINGS[name]}
-            theirs_gen = SamAutomaticMaskGenerator(model, **params)
-
-            def set_image(_image: np.ndarray, gen: SamAutomaticMaskGenerator = theirs_gen) -> None:
-                predictor = gen.predictor
-                predictor.reset_image()
-                predictor.features = embedding.features
-                predictor.original_size = embedding.original_size
-                predictor.input_size = embedding.input_size
-                predictor.is_image_set = True
-
-            theirs_gen.predictor.set_image = set_image
+            theirs_gen = sam_generator(model, embedding, params)
             start = time.perf_counter()
             theirs = theirs_gen.generate(image)
             t_theirs = time.perf_counter() - start

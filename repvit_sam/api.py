@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from segment_anything.modeling import Sam
 
-from .backends import make_encoder
+from .backends import CalibrationSource, make_encoder
 from .build import build_repvit_sam
 from .build import fuse as fuse_model
 from .checkpoint import CheckpointSource
@@ -37,13 +37,17 @@ def load_predictor(
     image_size: int | None = None,
     backend: str = "torch",
     precision: str = "fp32",
+    calibration_images: CalibrationSource = None,
 ) -> Predictor:
     """The model of a checkpoint with its encoder backend, behind a Predictor: the one
     assembly of ``RepViTSAM`` and the HTTP service (arguments as ``RepViTSAM``'s)."""
     model = build_repvit_sam(
         checkpoint, variant=variant, fuse=fuse, device=device, image_size=image_size
     )
-    return Predictor(model, encoder=make_encoder(model, backend, precision=precision, fuse=fuse))
+    encoder = make_encoder(
+        model, backend, precision=precision, fuse=fuse, calibration_images=calibration_images
+    )
+    return Predictor(model, encoder=encoder)
 
 
 class RepViTSAM:
@@ -65,7 +69,11 @@ class RepViTSAM:
         image_size: Input side of a model trained at other than 1024 (see ``build_repvit_sam``).
         backend: Image encoder runtime: "torch", "onnxruntime", "openvino" or "auto" (the
             fastest exact one installed, see ``repvit_sam.backends``).
-        precision: "fp32", or "bf16"/"fp16" autocast on CUDA (faster, not exact).
+        precision: "fp32" (exact, the default); "int8" on the CPU (NNCF's quantisation run by
+            OpenVINO, ``[int8]`` extra), "bf16" on CUDA or a CPU with native bf16, "fp16" on
+            CUDA: faster, not exact (see ``repvit_sam.quantize``).
+        calibration_images: With ``precision="int8"``, a folder of images (or images) that
+            calibrate the quantisation; scikit-image's sample photos by default.
     """
 
     def __init__(
@@ -79,6 +87,7 @@ class RepViTSAM:
         image_size: int | None = None,
         backend: str = "torch",
         precision: str = "fp32",
+        calibration_images: CalibrationSource = None,
     ) -> None:
         if checkpoint is None:
             raise InvalidInputError(
@@ -94,6 +103,7 @@ class RepViTSAM:
             image_size=image_size,
             backend=backend,
             precision=precision,
+            calibration_images=calibration_images,
         )
         self._init(predictor, cache_size)
 
@@ -125,6 +135,7 @@ class RepViTSAM:
         progress: bool = True,
         backend: str = "torch",
         precision: str = "fp32",
+        calibration_images: CalibrationSource = None,
     ) -> RepViTSAM:
         """Downloads (once, verified) and loads published weights, by default the official ones."""
         spec = get_weights_spec(name)
@@ -137,6 +148,7 @@ class RepViTSAM:
             cache_size=cache_size,
             backend=backend,
             precision=precision,
+            calibration_images=calibration_images,
         )
 
     @classmethod

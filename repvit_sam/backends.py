@@ -21,13 +21,17 @@ The ONNX backends export the encoder once per model and keep the file in
 encoder's weights, its input size and the versions of repvit_sam, torch and onnx; OpenVINO keeps
 its compiled blobs beside it (its ``CACHE_DIR``). A second start with the same model skips the
 export and the compilation.
+
+Precision: ``fp32`` (exact) by default. ``make_encoder(..., precision="int8")`` quantises that
+export with NNCF for OpenVINO, once per model and calibration set (kept beside it as
+``encoder-<digest>-int8-<calibration digest>.xml``); ``"bf16"`` runs on CUDA and on CPUs with
+native bf16 only. Both trade accuracy for speed: see ``repvit_sam.quantize``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.metadata
 import logging
 import os
 import tempfile
@@ -40,23 +44,27 @@ from segment_anything.modeling import Sam
 
 from .errors import InvalidInputError, PrecisionOverflowError
 from .modeling import fuse_modules, use_portable_squeeze_excite
+from .quantize import CalibrationSource
 from .runtimes import (
     BACKENDS,
     EXTRAS,
+    PRECISIONS,
     cpu_backend_order,
     cpu_flags,
+    distribution_version,
     is_available,
     missing_modules,
+    native_bf16,
 )
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 Encoder = Callable[[torch.Tensor], torch.Tensor]
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """The concrete backend ``backend`` stands for on ``device`` (see the module docstring).
+def resolve_backend(backend: str, device: torch.device, precision: str = "fp32") -> str:
+    """The concrete backend ``backend`` stands for on ``device`` (see the module docstring);
+    with ``precision="int8"`` on the CPU, ``auto`` is OpenVINO (the int8 encoder's runtime).
 
     Raises:
         InvalidInputError: An unknown backend, one whose modules are missing (the message says
@@ -77,7 +85,47 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         return backend
     if device.type != "cpu":
         return "torch"
-    return next(b for b in cpu_backend_order(cpu_flags()) if is_available(b))
+    if precision == "int8":
+        return "openvino"
+    order = cpu_backend_order(cpu_flags())
+    if precision == "bf16":
+        order = tuple(b for b in order if b != "onnxruntime")
+    return next(b for b in order if is_available(b))
+
+
+def check_precision(precision: str, backend: str, device: torch.device) -> None:
+    """Refuses a precision that ``backend`` (a concrete one) cannot run on ``device``.
+
+    Raises:
+        InvalidInputError: An unknown precision; fp16 or int8 off their devices; bf16 on a
+            CPU without native bf16 (emulated, it would be slower than fp32) or with ONNX
+            Runtime; int8 with another backend than OpenVINO.
+    """
+    if precision not in PRECISIONS:
+        raise InvalidInputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp32":
+        return
+    if precision == "int8":
+        if device.type != "cpu" or backend != "openvino":
+            raise InvalidInputError(
+                "precision 'int8' is NNCF's quantisation run by OpenVINO on the CPU: use "
+                f"backend 'openvino' or 'auto' on the CPU, not {backend!r} on {device}"
+            )
+        return
+    if device.type == "cuda":
+        return
+    if precision == "fp16":
+        raise InvalidInputError(f"precision 'fp16' needs a CUDA device, not {device}")
+    if not native_bf16(cpu_flags()):
+        raise InvalidInputError(
+            "precision 'bf16' needs a CUDA device or a CPU with native bf16 (avx512_bf16 or "
+            "amx_bf16 among its flags); this CPU has neither, and emulated bf16 is slower than "
+            "fp32: use precision 'fp32' or 'int8'"
+        )
+    if backend == "onnxruntime":
+        raise InvalidInputError(
+            "precision 'bf16' on the CPU runs with backend 'openvino' or 'torch', not 'onnxruntime'"
+        )
 
 
 class TorchEncoder:
@@ -88,11 +136,10 @@ class TorchEncoder:
     def __init__(
         self, model: Sam, precision: str = "fp32", channels_last: bool = True, fuse: bool = True
     ) -> None:
-        if precision not in PRECISIONS:
-            raise InvalidInputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         device = next(model.parameters()).device
-        if precision != "fp32" and device.type != "cuda":
-            raise InvalidInputError(f"precision {precision!r} needs a CUDA device, not {device}")
+        check_precision(precision, "torch", device)
+        if precision != "fp32":
+            self.name = f"torch-{precision}"
         self.encoder = model.image_encoder.eval()
         if fuse:
             fuse_modules(self.encoder)
@@ -137,20 +184,13 @@ def encoder_digest(model: Sam) -> str:
     from . import __version__
 
     digest = hashlib.blake2b(digest_size=16)
-    versions = [__version__, torch.__version__, _version("onnx")]
+    versions = [__version__, torch.__version__, distribution_version("onnx")]
     digest.update(repr((versions, model.image_encoder.img_size)).encode())
     for name, tensor in model.image_encoder.state_dict().items():
         array = tensor.detach().to("cpu").contiguous()
         digest.update(f"{name}{tuple(array.shape)}{array.dtype}".encode())
         digest.update(array.reshape(-1).view(torch.uint8).numpy().data)
     return digest.hexdigest()
-
-
-def _version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "absent"
 
 
 class _OnnxFileEncoder:
@@ -161,6 +201,9 @@ class _OnnxFileEncoder:
     """
 
     def __init__(self, model: Sam, cache_dir: str | os.PathLike[str] | None = None) -> None:
+        self._export(model, cache_dir)
+
+    def _export(self, model: Sam, cache_dir: str | os.PathLike[str] | None) -> None:
         folder = Path(cache_dir) if cache_dir is not None else default_encoder_cache_dir()
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -220,7 +263,8 @@ class OnnxRuntimeEncoder(_OnnxFileEncoder):
 
 
 class OpenVINOEncoder(_OnnxFileEncoder):
-    """The encoder compiled by OpenVINO for the CPU, in f32 (never its bf16 default on AMX)."""
+    """The encoder compiled by OpenVINO for the CPU, in f32 (never its bf16 default on AMX),
+    or in bf16 when asked (``precision="bf16"``, on CPUs with native bf16 only)."""
 
     name = "openvino"
 
@@ -229,21 +273,46 @@ class OpenVINOEncoder(_OnnxFileEncoder):
         model: Sam,
         threads: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        precision: str = "fp32",
     ) -> None:
+        super().__init__(model, cache_dir)
+        if precision != "fp32":
+            self.name = f"openvino-{precision}"
+        self._compile(threads, {"fp32": "f32", "bf16": "bf16"}[precision], self.path)
+
+    def _compile(self, threads: int | None, inference_precision: str, path: Path) -> None:
         import openvino
 
-        super().__init__(model, cache_dir)
         config = {
             "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
-            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_PRECISION_HINT": inference_precision,
             # Compiled blobs, keyed by OpenVINO on the model, device and this config.
             "CACHE_DIR": str(self.cache_dir / "openvino"),
         }
-        self.compiled = openvino.Core().compile_model(str(self.path), "CPU", config)
+        self.compiled = openvino.Core().compile_model(str(path), "CPU", config)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         out = self.compiled(_as_numpy(images))[0]
         return torch.from_numpy(np.array(out)).to(self.device)
+
+
+class OpenVINOInt8Encoder(OpenVINOEncoder):
+    """The encoder quantised to int8 by NNCF (``repvit_sam.quantize``), compiled by OpenVINO
+    for the CPU; quantised once per model and calibration set, kept beside the fp32 export."""
+
+    def __init__(
+        self,
+        model: Sam,
+        calibration: CalibrationSource = None,
+        threads: int | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        from .quantize import int8_model
+
+        _OnnxFileEncoder.__init__(self, model, cache_dir)
+        self.int8_path, self.calibration = int8_model(model, self.path, calibration)
+        self.name = f"openvino-int8-{self.calibration}"
+        self._compile(threads, "f32", self.int8_path)
 
 
 def check_finite(embedding: torch.Tensor, precision: str) -> None:
@@ -271,30 +340,37 @@ def make_encoder(
     threads: int | None = None,
     fuse: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
+    calibration_images: CalibrationSource = None,
 ) -> Encoder:
     """An encoder callable for ``Predictor(model, encoder=...)``.
 
     Args:
         model: The RepViT-SAM model.
         backend: One of ``BACKENDS``.
-        precision: "fp32", or "bf16"/"fp16" autocast on CUDA with the torch backend (not exact:
-            an explicit speed-for-accuracy choice).
+        precision: "fp32" (exact, the default), or a speed-for-accuracy choice: "int8" on the
+            CPU (NNCF + OpenVINO), "bf16" on CUDA or a CPU with native bf16, "fp16" on CUDA
+            (see ``repvit_sam.quantize``).
         threads: CPU threads for ONNX Runtime/OpenVINO; torch's setting by default.
         fuse: With the torch backend, fuse the model's encoder in place (same function); without,
             the torch backend runs the official computation bit for bit. The ONNX backends
             always export a fused copy and leave the model as it is.
         cache_dir: Where the ONNX backends keep exported and compiled encoders;
             ``default_encoder_cache_dir()`` by default.
+        calibration_images: With ``precision="int8"``, the images that calibrate the
+            quantisation: a folder, or images; scikit-image's sample photos by default.
     """
     device = next(model.parameters()).device
-    name = resolve_backend(backend, device)
-    if precision != "fp32" and name != "torch":
-        raise InvalidInputError(f"precision {precision!r} is only available with backend 'torch'")
-    if name == "onnxruntime":
-        encoder: Encoder = OnnxRuntimeEncoder(model, threads, cache_dir)
+    name = resolve_backend(backend, device, precision)
+    check_precision(precision, name, device)
+    if calibration_images is not None and precision != "int8":
+        raise InvalidInputError("calibration_images only applies to precision 'int8'")
+    if precision == "int8":
+        encoder: Encoder = OpenVINOInt8Encoder(model, calibration_images, threads, cache_dir)
+    elif name == "onnxruntime":
+        encoder = OnnxRuntimeEncoder(model, threads, cache_dir)
     elif name == "openvino":
-        encoder = OpenVINOEncoder(model, threads, cache_dir)
+        encoder = OpenVINOEncoder(model, threads, cache_dir, precision)
     else:
         encoder = TorchEncoder(model, precision, fuse=fuse)
-    logger.info("image encoder backend: %s (asked %s) on %s", name, backend, device)
+    logger.info("image encoder backend: %s (asked %s) on %s, %s", name, backend, device, precision)
     return encoder

@@ -139,6 +139,7 @@ def export_encoder(
     preprocess: bool = False,
     input_name: str | None = None,
     opset: int = DEFAULT_OPSET,
+    batch: int = 1,
 ) -> Path:
     """Writes the (fused) image encoder as ONNX.
 
@@ -150,9 +151,11 @@ def export_encoder(
             longest side resized to S (dynamic H and W), normalised and padded in the graph.
         input_name: The input's name instead (``image`` is the official RepViT-SAM export's).
         opset: ONNX opset.
+        batch: Without ``preprocess``, the images per call B: the input is Bx3xSxS (a fixed
+            size, as the squeeze-excite gates' reshapes are traced with it).
 
     Returns:
-        The written path. The output is ``image_embeddings``, 1x256x(S/16)x(S/16).
+        The written path. The output is ``image_embeddings``, Bx256x(S/16)x(S/16).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +167,7 @@ def export_encoder(
         names, axes = ["input_image"], {"input_image": {0: "height", 1: "width"}}
     else:
         module = cpu_model.image_encoder
-        example = torch.randn(1, 3, size, size)
+        example = torch.randn(batch, 3, size, size)
         names, axes = ["images"], None
     if input_name is not None:
         axes = {input_name: axes[names[0]]} if axes else None

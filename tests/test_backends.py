@@ -88,7 +88,7 @@ def test_auto_follows_the_cpu(monkeypatch, flags, installed, expected):
     ("backend", "precision", "message"),
     [
         ("tensorrt", "fp32", "backend must be one of"),
-        ("torch", "bf16", "needs a CUDA device"),
+        ("torch", "fp16", "needs a CUDA device"),
         ("torch", "fp64", "precision must be one of"),
     ],
 )

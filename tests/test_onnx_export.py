@@ -78,3 +78,18 @@ def test_cvat_empty_and_full_masks(small_model, rgb_image, tmp_path, threshold, 
     else:
         assert box == (0, 0, WIDTH - 1, HEIGHT - 1) and crop.shape == (1, 1, HEIGHT, WIDTH)
         assert crop.min() == 1
+
+
+def test_encoder_export_for_a_batch(small_model, tmp_path):
+    import torch
+
+    from repvit_sam.onnx_export import export_encoder
+
+    path = export_encoder(copy.deepcopy(small_model), tmp_path / "encoder.onnx", batch=2)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == [2, 3, 256, 256]
+    images = torch.randn(2, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    (out,) = session.run(None, {"images": images.numpy()})
+    with torch.inference_mode():
+        expected = small_model.image_encoder(images).numpy()
+    assert out.shape == expected.shape and np.abs(out - expected).max() <= 5e-3

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import InvalidInputError
 from ..parameters import parameter_defaults, parameter_help
-from ..runtimes import BACKENDS
+from ..runtimes import BACKENDS, PRECISIONS
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -94,15 +94,36 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="image encoder runtime (auto: the fastest exact one installed; the ONNX backends "
         "export the encoder once and keep it in the cache folder)",
     )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="encoder precision: fp32 is exact; int8 (CPU, NNCF + OpenVINO, quantised once "
+        "and cached), bf16 (CUDA, or a CPU with native bf16) and fp16 (CUDA) are faster and "
+        "not exact",
+    )
+    parser.add_argument(
+        "--calibration-images",
+        type=Path,
+        metavar="DIR",
+        help="with --precision int8: a folder of images to calibrate on (default: "
+        "scikit-image's sample photos)",
+    )
 
 
 def check_model_options(args: argparse.Namespace) -> None:
     """Refuses, before any work, a backend that cannot run or weights that cannot be had."""
-    from ..backends import resolve_backend
+    from ..backends import check_precision, resolve_backend
     from ..build import resolve_device
     from ..weights import download_weights
 
-    resolve_backend(args.backend, resolve_device(args.device))
+    device = resolve_device(args.device)
+    check_precision(args.precision, resolve_backend(args.backend, device, args.precision), device)
+    if args.calibration_images is not None:
+        if args.precision != "int8":
+            raise InvalidInputError("--calibration-images only applies to --precision int8")
+        if not args.calibration_images.is_dir():
+            raise InvalidInputError(f"--calibration-images {args.calibration_images}: not a folder")
     if args.checkpoint is None:
         download_weights()
     elif not args.checkpoint.is_file():
@@ -114,7 +135,13 @@ def load_sam(args: argparse.Namespace) -> Any:
     from ..api import RepViTSAM
 
     check_model_options(args)
-    options = {"device": args.device, "fuse": not args.no_fuse, "backend": args.backend}
+    options = {
+        "device": args.device,
+        "fuse": not args.no_fuse,
+        "backend": args.backend,
+        "precision": args.precision,
+        "calibration_images": args.calibration_images,
+    }
     if args.checkpoint is None:
         return RepViTSAM.from_pretrained(**options)
     return RepViTSAM(args.checkpoint, variant=args.variant, **options)

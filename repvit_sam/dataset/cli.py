@@ -83,6 +83,10 @@ def _spec(args: argparse.Namespace) -> Any:
         fuse=not args.no_fuse,
         backend=args.backend,
         image_size=args.image_size,
+        precision=args.precision,
+        calibration_images=(
+            str(args.calibration_images.resolve()) if args.calibration_images else None
+        ),
     )
 
 

@@ -35,6 +35,8 @@ class ModelSpec:
     fuse: bool = True
     backend: str = "auto"
     image_size: int | None = None
+    precision: str = "fp32"
+    calibration_images: str | None = None
 
     def load(self) -> tuple[Any, str]:
         """The ``Predictor`` and its model fingerprint (the service's, for the same settings)."""
@@ -48,6 +50,8 @@ class ModelSpec:
             fuse=self.fuse,
             image_size=self.image_size,
             backend=self.backend,
+            precision=self.precision,
+            calibration_images=self.calibration_images,
         )
         fingerprint = model_fingerprint(
             sha256_of(Path(self.checkpoint)),

@@ -49,6 +49,14 @@ BAD_SETTINGS = {
     "port": ({"REPVIT_SAM_PORT": "abc"}, "REPVIT_SAM_PORT: "),
     "cache_url": ({"REPVIT_SAM_CACHE_URL": "http://x"}, "REPVIT_SAM_CACHE_URL: "),
     "log_level": ({"REPVIT_SAM_LOG_LEVEL": "loud"}, "REPVIT_SAM_LOG_LEVEL: unknown level"),
+    "precision": (
+        {"REPVIT_SAM_PRECISION": "fp16"},
+        "REPVIT_SAM_PRECISION: precision 'fp16' needs a CUDA device",
+    ),
+    "calibration": (
+        {"REPVIT_SAM_CALIBRATION_IMAGES": "."},
+        "REPVIT_SAM_CALIBRATION_IMAGES only applies to REPVIT_SAM_PRECISION=int8",
+    ),
 }
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from repvit_sam import runtimes
 from repvit_sam.cli import main
 
 
@@ -231,6 +233,19 @@ def test_help_shows_defaults(argv, shown, capsys):
     text = " ".join(capsys.readouterr().out.split())
     for words in shown:
         assert words in text
+
+
+@pytest.mark.skipif(bool(runtimes.missing_modules("int8")), reason="needs the [int8] extra")
+def test_segment_with_int8_calibrated_on_a_folder(tmp_path, image_path, small_checkpoint, capsys):
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    shutil.copy(image_path, folder / "one.png")
+    out = tmp_path / "int8.png"
+    argv = ["segment", str(image_path), "--point", "80,50", "-o", str(out)]
+    options = ["--precision", "int8", "--calibration-images", str(folder)]
+    assert main([*argv, *options, *_model_args(small_checkpoint)]) == 0 and out.is_file()
+    assert main([*argv, "--calibration-images", str(folder)]) == 2
+    assert "--calibration-images only applies to --precision int8" in capsys.readouterr().err
 
 
 def test_commands_refuse_a_backend_they_cannot_run(monkeypatch, tmp_path, image_path, capsys):
