@@ -1,5 +1,5 @@
-"""Fixtures of the web demo's browser tests: one Chromium and one ``repvit-sam serve`` of a
-small random-weight model for the whole session (tests/demo/browser.py has the helpers)."""
+"""Fixtures of the web demo's browser tests: a Chromium per module, and one ``repvit-sam serve``
+of a small random-weight model for the whole session (tests/demo/browser.py has the helpers)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,9 @@ def server(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         serve.stop()
 
 
-@pytest.fixture(scope="session")
+# Per module: Playwright's sync API runs an event loop in the test thread while it is open,
+# which the async tests of other modules (anyio) cannot share.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip(
         "playwright.sync_api", reason="needs Playwright's Python package (pip install -e '.[dev]')"
