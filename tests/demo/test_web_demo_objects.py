@@ -4,11 +4,13 @@ pycocotools, the label PNG read with Pillow), and refinement from the candidate 
 
 from __future__ import annotations
 
+import base64
 import io
 from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
@@ -53,6 +55,11 @@ def test_two_objects_labelled_and_exported_as_coco(labeller: Any) -> None:
     request, second = drag_box(page, 60, 260, 330, 395)
     assert request["points"] == [] and len(request["boxes"]) == 1
     assert "mask_input_id" not in request
+    # The label typed, a press on the image makes the keys shortcuts again: m is a candidate.
+    before = selected_index(page)
+    page.keyboard.press("m")
+    assert selected_index(page) != before
+    assert page.input_value("#object-label") == "saucer"
     saucer = selected_mask(page, second)
     page.click("#finish-object")
     page.wait_for_function("() => document.querySelectorAll('#object-list li').length === 2")
@@ -155,3 +162,23 @@ def test_refinement_starts_from_the_candidate_on_screen(labeller: Any, server: s
     )
     np.testing.assert_allclose(np.load(io.BytesIO(page_logits.content)), shown, atol=LOGIT_ATOL)
     assert np.abs(shown - from_best).max() > 10 * LOGIT_ATOL, "the candidates refine alike"
+
+
+ENCODE_PNG = """async ([values, width, height, depth]) => {
+  const { grayPng } = await import("/static/js/png.js");
+  const typed = depth === 16 ? Uint16Array.from(values) : Uint8Array.from(values);
+  const bytes = new Uint8Array(await (await grayPng(typed, width, height, depth)).arrayBuffer());
+  return btoa(String.fromCharCode(...bytes));
+}"""
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_the_page_writes_single_channel_pngs_that_pillow_reads(page: Any, depth: int) -> None:
+    # 16-bit is the label image's format beyond 255 objects.
+    rng = np.random.default_rng(depth)
+    values = rng.integers(0, 2**depth, size=(37, 53))
+    encoded = page.evaluate(ENCODE_PNG, [values.ravel().tolist(), 53, 37, depth])
+    with Image.open(io.BytesIO(base64.b64decode(encoded))) as png:
+        png.load()  # checks every chunk's CRC and the zlib stream
+        assert png.size == (53, 37) and png.mode == ("L" if depth == 8 else "I;16")
+        np.testing.assert_array_equal(np.asarray(png).astype(np.int64), values)

@@ -24,6 +24,7 @@ export function listenToPointer() {
   imageCanvas.addEventListener("contextmenu", (event) => event.preventDefault());
   imageCanvas.addEventListener("pointerdown", (event) => {
     if (!state.image || (event.button !== 0 && event.button !== 2)) return;
+    document.activeElement?.blur(); // a label typed, the keys are shortcuts again
     imageCanvas.setPointerCapture(event.pointerId);
     press = {
       start: toImage(event), client: [event.clientX, event.clientY],
@@ -72,6 +73,7 @@ export function listenToKeyboard() {
   document.addEventListener("keydown", (event) => {
     if (finishesObject(event)) {
       event.preventDefault();
+      event.target.blur?.();
       finishObject();
       return;
     }

@@ -60,6 +60,7 @@ function load(record) {
 /** Stores the object being prompted (if it has a mask) and starts a new one. */
 export function finishObject() {
   const working = workingRecord();
+  if (!working && state.editing === null) return; // nothing to store (or its answer is coming)
   if (working) {
     const at = state.objects.findIndex((o) => o.id === working.id);
     if (at >= 0) {
@@ -70,7 +71,6 @@ export function finishObject() {
     }
   }
   load(null);
-  $("object-label").select();
 }
 
 /** Finishes the object being prompted, then prompts the finished object `id` again. */
