@@ -28,7 +28,7 @@ export function render() {
     overlay.dataset.maskCount = String(layers.length);
   } else if (state.view === "edges" && state.edges) {
     paintEdges(overlay, state.edges.bitmap);
-  } else if (state.view === "prompt") {
+  } else if (state.view === "prompt" && state.image) {
     paintMasks(overlay, objectLayers());
   } else {
     clearCanvas(overlay);
@@ -43,7 +43,7 @@ export function render() {
   $("download-png").disabled = !masks.length;
   $("download-coco").disabled = everything ? !everything.masks.length : !objects;
   $("download-labels").disabled = !objects;
-  $("finish-object").disabled = !masks.length;
+  $("finish-object").disabled = !masks.length && state.editing === null;
   $("undo").disabled = !state.history.length;
 }
 
