@@ -51,6 +51,14 @@ async def index() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
 
 
+@router.get("/favicon.ico", response_class=FileResponse)
+async def favicon() -> FileResponse:
+    """The page's icon (an SVG), also where browsers look for one without being told."""
+    return FileResponse(
+        STATIC_DIR / "favicon.svg", media_type=_MEDIA_TYPES[".svg"], headers=_PAGE_HEADERS
+    )
+
+
 @router.get("/static/{path:path}", response_class=FileResponse)
 async def static(path: str) -> FileResponse:
     """Files under ``app/static`` with a known type; nothing outside that folder."""

@@ -119,6 +119,18 @@ async def test_bodies_and_json_answers_are_named_components(client):
     )
 
 
+async def test_refinement_from_a_chosen_candidate_is_documented(client):
+    # The web demo refines from the candidate on screen: mask_input_id plus mask_input_index.
+    spec = (await client.get("/openapi.json")).json()
+    fields = spec["components"]["schemas"]["SegmentRequest"]["properties"]
+    index = fields["mask_input_index"]
+    assert {"type": "integer", "minimum": 0} in index["anyOf"] and {"type": "null"} in index[
+        "anyOf"
+    ]
+    assert "mask_input_id" in index["description"] and "best-scored" in index["description"]
+    assert "logits_id" in fields["mask_input_id"]["description"]
+
+
 # ---- the API key ----------------------------------------------------------------------------
 
 

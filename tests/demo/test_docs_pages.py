@@ -3,6 +3,7 @@
 Both pages must render from files the service serves itself (FastAPI's default pages load
 Swagger UI and ReDoc from a CDN, and are blank offline): every request a page makes is recorded
 and must go to the service on 127.0.0.1. Swagger UI's "Authorize" must send the API key.
+The Chromium is the web demo's (tests/demo/conftest.py ``browser``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,6 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import torch
-
-# The web demo's browser test: the same Chromium, found the same way, with the same flags.
-from test_web_demo import CHROMIUM_ARGS, find_chromium
 
 from repvit_sam import build_repvit_sam
 from tests.process_helpers import TEST_IMAGE_SIZE, TEST_VARIANT, ServeProcess
@@ -44,20 +42,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield serve.base
     finally:
         serve.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = find_chromium()
-    if executable is None:
-        pytest.skip(
-            "no Chromium found: install Debian's chromium (apt-get install -y chromium) or set "
-            "REPVIT_SAM_CHROMIUM to a Chromium binary"
-        )
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 class Recorded:

@@ -4,181 +4,30 @@ Drives Debian's ``chromium`` through Playwright's Python package (no browser dow
 open a sample photo, click, compare the overlay's pixels with the mask ``/segment`` answered,
 draw a box, run everything mode, download the COCO JSON and decode it with pycocotools, and
 check that server errors show as messages. Screenshots go to ``tests/demo/artifacts/``.
+Objects and their exports: test_web_demo_objects.py; the service's states: test_web_demo_status.py.
 """
 
 from __future__ import annotations
 
-import base64
 import io
-import json
-import os
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
-import torch
 from PIL import Image
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from repvit_sam import build_repvit_sam
-from tests.process_helpers import TEST_IMAGE_SIZE, TEST_VARIANT, ServeProcess
-
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="needs Playwright's Python package (pip install -e '.[dev]')"
+from tests.demo.browser import (
+    AFTER_NEXT_FRAME,
+    API_KEY,
+    ARTIFACTS,
+    MIN_AGREEMENT,
+    agreement,
+    decode,
+    overlay_mask,
+    screen_point,
+    segment_after,
+    selected_mask,
 )
-
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-API_KEY = "demo-key"
-MAX_PIXELS = 300_000  # the samples fit (coffee is 600x400); a 700x500 upload does not
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# Every pixel of the overlay that is not transparent must be a mask pixel and vice versa.
-MIN_AGREEMENT = 0.99
-
-
-def find_chromium() -> str | None:
-    candidates = [os.environ.get("REPVIT_SAM_CHROMIUM"), "/usr/bin/chromium"]
-    candidates += [shutil.which(name) for name in ("chromium", "chromium-browser")]
-    return next((c for c in candidates if c and Path(c).is_file()), None)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random m0_9 model at 256 input with sharpened mask logits, so masks have edges."""
-    torch.manual_seed(0)
-    model = build_repvit_sam(variant=TEST_VARIANT, image_size=TEST_IMAGE_SIZE)
-    with torch.no_grad():
-        for mlp in model.mask_decoder.output_hypernetworks_mlps:
-            mlp.layers[-1].weight.mul_(20)
-    path = tmp_path_factory.mktemp("demo") / "random_m0_9.pt"
-    torch.save(model.state_dict(), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def server(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    serve = ServeProcess(
-        checkpoint,
-        tmp_path_factory.mktemp("serve") / "serve.log",
-        REPVIT_SAM_API_KEY=API_KEY,
-        REPVIT_SAM_MAX_PIXELS=str(MAX_PIXELS),
-    )
-    serve.start("--host", "127.0.0.1")
-    try:
-        serve.wait_ready(timeout=90)
-        yield serve.base
-    finally:
-        serve.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = find_chromium()
-    if executable is None:
-        pytest.skip(
-            "no Chromium found: install Debian's chromium (apt-get install -y chromium) or set "
-            "REPVIT_SAM_CHROMIUM to a Chromium binary"
-        )
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Any, server: str) -> Iterator[Any]:
-    context = browser.new_context(
-        base_url=server, viewport={"width": 1280, "height": 800}, accept_downloads=True
-    )
-    opened = context.new_page()
-    opened.set_default_timeout(30_000)
-    crashes: list[str] = []
-    opened.on("pageerror", lambda err: crashes.append(str(err)))
-    # The page's Content-Security-Policy must not block anything the page itself does.
-    opened.on(
-        "console",
-        lambda m: "Content Security Policy" in m.text and crashes.append(m.text),
-    )
-    yield opened
-    context.close()
-    assert not crashes, f"errors in the page: {crashes}"
-
-
-# ---- helpers ---------------------------------------------------------------------------
-
-OVERLAY_ALPHA = """() => {
-  const c = document.getElementById("overlay");
-  const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-  const opaque = new Uint8Array(c.width * c.height);
-  for (let i = 0; i < opaque.length; i++) opaque[i] = d[4 * i + 3] > 0 ? 1 : 0;
-  let bin = "";
-  for (let i = 0; i < opaque.length; i += 8192) {
-    bin += String.fromCharCode(...opaque.subarray(i, i + 8192));
-  }
-  return [c.width, c.height, btoa(bin)];
-}"""
-
-
-# Resolves once a frame has been rendered after this call, and with it the ResizeObserver
-# callbacks of that frame: a wait for the page, not for a time.
-AFTER_NEXT_FRAME = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
-
-
-def overlay_mask(page: Any) -> np.ndarray:
-    """HxW bool: the overlay canvas's non-transparent pixels."""
-    width, height, data = page.evaluate(OVERLAY_ALPHA)
-    return np.frombuffer(base64.b64decode(data), np.uint8).reshape(height, width).astype(bool)
-
-
-def decode(rle: dict[str, Any]) -> np.ndarray:
-    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
-
-
-def agreement(a: np.ndarray, b: np.ndarray) -> float:
-    assert a.shape == b.shape
-    return float((a == b).mean())
-
-
-def screen_point(page: Any, x: float, y: float) -> tuple[float, float]:
-    """Image pixel (x, y) -> page coordinates of the displayed image."""
-    box = page.locator("#image-canvas").bounding_box()
-    width, height = page.evaluate(
-        "() => [document.getElementById('image-canvas').width, "
-        "document.getElementById('image-canvas').height]"
-    )
-    return box["x"] + (x + 0.5) * box["width"] / width, box["y"] + (y + 0.5) * box[
-        "height"
-    ] / height
-
-
-def segment_after(page: Any, action: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Runs ``action`` and returns the /segment request it caused and the answer once drawn."""
-    with page.expect_response(lambda r: r.url.endswith("/segment")) as info:
-        action()
-    response = info.value
-    assert response.status == 200, response.text()
-    answer = response.json()
-    page.wait_for_function(
-        "id => document.getElementById('overlay').dataset.logitsId === id", arg=answer["logits_id"]
-    )
-    return json.loads(response.request.post_data), answer
-
-
-def selected_mask(page: Any, answer: dict[str, Any]) -> np.ndarray:
-    index = int(page.get_attribute("#overlay", "data-mask-index"))
-    return decode(answer["masks"][index]["segmentation"])
 
 
 def png_bytes(width: int, height: int) -> bytes:
@@ -187,12 +36,8 @@ def png_bytes(width: int, height: int) -> bytes:
     return stream.getvalue()
 
 
-# ---- the test --------------------------------------------------------------------------
-
-
 def test_click_box_everything_and_errors_in_chromium(page: Any) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page.goto("/")
     assert page.title() == "RepViT-SAM demo"
 
     # Without the key the server refuses, and the page says what to do.
@@ -226,8 +71,11 @@ def test_click_box_everything_and_errors_in_chromium(page: Any) -> None:
     # The mask PNG download is the mask on screen.
     with page.expect_download() as download:
         page.click("#download-png")
-    png = np.asarray(Image.open(download.value.path()).convert("L")) > 127
-    assert agreement(png, selected_mask(page, answer)) == 1.0
+    with Image.open(download.value.path()) as saved:
+        assert saved.mode == "L", "the mask PNG must be single-channel"
+        png = np.asarray(saved)
+    assert set(np.unique(png)) <= {0, 255}
+    assert agreement(png > 0, selected_mask(page, answer)) == 1.0
 
     # Right click: a negative point; z: undo it.
     request, _ = segment_after(
@@ -237,10 +85,12 @@ def test_click_box_everything_and_errors_in_chromium(page: Any) -> None:
     request, answer = segment_after(page, lambda: page.keyboard.press("z"))
     assert request["labels"] == [1]
 
-    # Refining sends the previous answer's logits with the next click.
+    # Refining sends the previous answer's logits, and the candidate on screen, with the click.
+    chosen = int(page.get_attribute("#overlay", "data-mask-index"))
     page.check("#refine")
     request, _ = segment_after(page, lambda: page.mouse.click(*screen_point(page, 320, 210)))
     assert request["mask_input_id"] == answer["logits_id"]
+    assert request["mask_input_index"] == chosen
     page.uncheck("#refine")
 
     # A drag: a box prompt, drawn exactly too.

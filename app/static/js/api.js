@@ -1,27 +1,58 @@
 // Calls to the service: the API key header, round-trip timing and readable errors.
 
 export class ApiError extends Error {
-  constructor(message, status) {
+  /**
+   * @param {string} message A sentence for the page.
+   * @param {number} status The HTTP status (0: no answer).
+   * @param {string} [kind] For a 503: "failed", "loading" or "busy" (see unavailability).
+   * @param {string} [detail] The server's own words.
+   */
+  constructor(message, status, kind = "", detail = "") {
     super(message);
     this.status = status;
+    this.kind = kind;
+    this.detail = detail;
   }
 }
 
-// The service answers errors as {"detail": str | [{loc, msg}]}; turn that into one sentence.
-function describe(status, body, response) {
-  let detail = body && body.detail;
-  if (Array.isArray(detail)) {
-    detail = detail.map((e) => `${(e.loc || []).filter((p) => p !== "body").join(".")}: ${e.msg}`).join("; ");
-  }
-  detail = detail || response.statusText || "no details";
-  if (status === 401) return `${detail}. Enter the server's API key at the top of the page.`;
-  if (status === 413) return `Too large: ${detail}.`;
+/**
+ * What a 503 means, from its body: the service words a model that failed to load (for good)
+ * "the model failed to load: ...", one still loading "the model is still loading..."
+ * (app/inference.py, routes/health.py); anything else is a full queue or a shutdown (busy).
+ * @param {string} detail The body's detail.
+ * @returns {"failed" | "loading" | "busy"}
+ */
+export function unavailability(detail) {
+  if (/^the model failed to load/i.test(detail)) return "failed";
+  if (/^the model is still loading/i.test(detail)) return "loading";
+  return "busy";
+}
+
+/** The service's {"detail": str | [{loc, msg}]} as one string. */
+export function detailOf(body) {
+  const detail = body && body.detail;
+  if (!Array.isArray(detail)) return detail ? String(detail) : "";
+  return detail.map((e) => `${(e.loc || []).filter((p) => p !== "body").join(".")}: ${e.msg}`).join("; ");
+}
+
+export function sentence(text) {
+  return text.charAt(0).toUpperCase() + text.slice(1).replace(/[.\s]*$/, ".");
+}
+
+/** An ApiError for an answer that is not 2xx, worded for the page. */
+function failure(status, body, response) {
+  const detail = detailOf(body) || response.statusText || "no details";
+  const error = (message, kind = "") => new ApiError(message, status, kind, detail);
+  if (status === 401) return error(`${detail}. Enter the server's API key at the top of the page.`);
+  if (status === 413) return error(`Too large: ${detail}.`);
   if (status === 503) {
+    const kind = unavailability(detail);
+    if (kind !== "busy") return error(sentence(detail), kind);
     const retry = response.headers.get("Retry-After");
-    return `The server is busy: ${detail}${retry ? ` (retry in ${retry} s)` : ""}.`;
+    return error(`The server is busy: ${detail}${retry ? ` (retry in ${retry} s)` : ""}.`, kind);
   }
-  if (status === 504) return `Took too long: ${detail}.`;
-  return `${detail} (HTTP ${status}).`;
+  if (status === 504) return error(`Took too long: ${detail}.`);
+  return error(`${detail} (HTTP ${status}).`);
 }
 
 export class Api {
@@ -59,7 +90,7 @@ export class Api {
       let parsed = null;
       try { parsed = JSON.parse(text); } catch { parsed = { detail: text.slice(0, 200) }; }
       this.onTiming({ label, ms: performance.now() - started, ok: false, note: `HTTP ${response.status}` });
-      throw new ApiError(describe(response.status, parsed, response), response.status);
+      throw failure(response.status, parsed, response);
     }
     const result = accept === "blob" ? await response.blob() : await response.json();
     return { result, ms: performance.now() - started };

@@ -1,6 +1,20 @@
 // Drawing: the overlay of masks or edges, the candidate list, the prompts and the image's size.
 import { clearCanvas, colour, paintEdges, paintMasks } from "./masks.js";
+import { objectColour } from "./object-list.js";
 import { $, area, imageCanvas, overlay, promptLayer, state } from "./page.js";
+
+/** The prompt view's layers: the visible finished objects, then the one being prompted. */
+function objectLayers() {
+  const layers = state.objects
+    .filter((o) => o.visible && o.id !== state.editing)
+    .map((o) => ({ mask: o.answer.masks[o.selected].mask, rgb: objectColour(o.id) }));
+  const masks = state.answer?.masks || [];
+  if (masks.length) {
+    const id = state.editing ?? state.nextObjectId;
+    layers.push({ mask: masks[state.selected].mask, rgb: objectColour(id) });
+  }
+  return layers;
+}
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -14,8 +28,8 @@ export function render() {
     overlay.dataset.maskCount = String(layers.length);
   } else if (state.view === "edges" && state.edges) {
     paintEdges(overlay, state.edges.bitmap);
-  } else if (state.view === "prompt" && masks.length) {
-    paintMasks(overlay, [{ mask: masks[state.selected].mask, rgb: [30, 144, 255] }]);
+  } else if (state.view === "prompt" && state.image) {
+    paintMasks(overlay, objectLayers());
   } else {
     clearCanvas(overlay);
   }
@@ -24,8 +38,12 @@ export function render() {
   overlay.dataset.maskIndex = masks.length ? String(state.selected) : "";
   overlay.dataset.segmentCalls = String(state.segmentCalls);
   renderCandidates(masks);
+  const everything = state.view === "everything" && state.everything;
+  const objects = state.objects.length > 0 || masks.length > 0;
   $("download-png").disabled = !masks.length;
-  $("download-coco").disabled = !(masks.length || state.everything?.masks.length);
+  $("download-coco").disabled = everything ? !everything.masks.length : !objects;
+  $("download-labels").disabled = !objects;
+  $("finish-object").disabled = !masks.length && state.editing === null;
   $("undo").disabled = !state.history.length;
 }
 
@@ -69,14 +87,18 @@ export function drawPrompts(dragBox = null) {
   const shapes = [];
   const box = dragBox || state.prompts.box;
   if (box) {
-    const rect = document.createElementNS(SVG, "rect");
+    // Two tones, a dark halo under a light line, so the box shows on light and dark images.
     const [x0, y0, x1, y1] = box;
-    for (const [k, v] of Object.entries({ x: x0, y: y0, width: x1 - x0, height: y1 - y0 })) {
-      rect.setAttribute(k, v);
+    for (const [tone, width] of [["halo", 4], ["line", 2]]) {
+      const rect = document.createElementNS(SVG, "rect");
+      for (const [k, v] of Object.entries({ x: x0, y: y0, width: x1 - x0, height: y1 - y0 })) {
+        rect.setAttribute(k, v);
+      }
+      rect.classList.add(tone);
+      rect.setAttribute("stroke-width", width * scale);
+      rect.setAttribute("stroke-dasharray", dragBox ? `${6 * scale} ${4 * scale}` : "none");
+      shapes.push(rect);
     }
-    rect.setAttribute("stroke-width", 2 * scale);
-    rect.setAttribute("stroke-dasharray", dragBox ? `${6 * scale} ${4 * scale}` : "none");
-    shapes.push(rect);
   }
   state.prompts.points.forEach(([x, y], i) => {
     const circle = document.createElementNS(SVG, "circle");

@@ -2,6 +2,7 @@
 // API client that reports its timings here.
 import { Api, ApiError } from "./api.js";
 import { $ } from "./page.js";
+import { showModelState } from "./status.js";
 
 export function showError(message) {
   $("error-text").textContent = message;
@@ -20,8 +21,10 @@ export function addTiming({ label, ms, ok, note }) {
   while ($("timings").children.length > 12) $("timings").lastChild.remove();
 }
 
+/** Shows the spinner with `text`, or hides it (null); the drop-zone text steps aside meanwhile. */
 export function spinner(text) {
   $("spinner").hidden = text === null;
+  $("stage-area").classList.toggle("busy", text !== null);
   $("spinner-text").textContent = text || "";
 }
 
@@ -33,6 +36,8 @@ export async function attempt(call) {
     return outcome;
   } catch (err) {
     if (err.name === "AbortError") return undefined;
+    if (err.kind === "failed" || err.kind === "loading") showModelState(err.kind, err.detail);
+    if (err.kind === "failed") return undefined; // the model banner says it, and stays
     showError(err instanceof ApiError ? err.message : `Unexpected error: ${err.message}`);
     if (!(err instanceof ApiError)) console.error(err);
     return undefined;

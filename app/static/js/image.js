@@ -2,8 +2,8 @@
 import { ApiError } from "./api.js";
 import { fitStage } from "./draw.js";
 import { addTiming, api, attempt, hideError, spinner } from "./feedback.js";
+import { resetObjects } from "./objects.js";
 import { $, imageCanvas, overlay, promptLayer, state } from "./page.js";
-import { segment } from "./prompts.js";
 import { setView } from "./views.js";
 
 export async function openImage(file) {
@@ -57,11 +57,8 @@ export async function openImage(file) {
   overlay.dataset.image = result.embedding_id;
   state.everything = null;
   state.edges = null;
-  state.history = [];
-  state.prompts = { points: [], labels: [], box: null };
-  state.logitsId = null;
+  resetObjects(); // objects belong to their image
   setView("prompt");
-  segment();
 }
 
 async function openSample(sample) {

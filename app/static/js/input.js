@@ -1,6 +1,8 @@
-// Input on the page: pointer clicks and drags on the image, keyboard shortcuts, dropped files.
+// Input on the page: pointer clicks and drags on the image, keyboard shortcuts, dropped files,
+// and the controls of the object list.
 import { drawPrompts } from "./draw.js";
 import { openImage } from "./image.js";
+import { deleteObject, finishObject, renameObject, reopenObject, showObject } from "./objects.js";
 import { area, imageCanvas, state } from "./page.js";
 import { changePrompts, clearPrompts, nextCandidate, undo } from "./prompts.js";
 
@@ -22,6 +24,7 @@ export function listenToPointer() {
   imageCanvas.addEventListener("contextmenu", (event) => event.preventDefault());
   imageCanvas.addEventListener("pointerdown", (event) => {
     if (!state.image || (event.button !== 0 && event.button !== 2)) return;
+    document.activeElement?.blur(); // a label typed, the keys are shortcuts again
     imageCanvas.setPointerCapture(event.pointerId);
     press = {
       start: toImage(event), client: [event.clientX, event.clientY],
@@ -58,9 +61,22 @@ export function listenToPointer() {
   });
 }
 
-/** z undo, c clear, m next candidate; not while typing in a text field. */
+/** Enter in the label field, or where Enter means nothing else, finishes the object. */
+function finishesObject(event) {
+  if (event.key !== "Enter" || event.altKey || event.ctrlKey || event.metaKey) return false;
+  if (event.target.id === "object-label") return true;
+  return !event.target.closest?.("button, summary, a, input, textarea, select");
+}
+
+/** Enter finish the object; z undo, c clear, m next candidate, not while typing in a field. */
 export function listenToKeyboard() {
   document.addEventListener("keydown", (event) => {
+    if (finishesObject(event)) {
+      event.preventDefault();
+      event.target.blur?.();
+      finishObject();
+      return;
+    }
     const textField = "input:not([type=checkbox], [type=radio]), textarea, select";
     const typing = event.target.closest?.(textField);
     if (typing || event.altKey || event.metaKey || (event.ctrlKey && event.key !== "z")) return;
@@ -84,5 +100,28 @@ export function listenToDrops() {
     event.preventDefault();
     area.classList.remove("dragover");
     openImage(event.dataTransfer.files[0]);
+  });
+}
+
+/** The object list's controls (rendered by object-list.js with a data-action each). */
+export function listenToObjectList() {
+  const list = document.getElementById("object-list");
+  const target = (event) => {
+    const control = event.target.closest("[data-action]");
+    const item = control?.closest("[data-object-id]");
+    return item ? { action: control.dataset.action, id: Number(item.dataset.objectId) } : {};
+  };
+  list.addEventListener("click", (event) => {
+    const { action, id } = target(event);
+    if (action === "edit") reopenObject(id);
+    else if (action === "delete") deleteObject(id);
+  });
+  list.addEventListener("change", (event) => {
+    const { action, id } = target(event);
+    if (action === "show") showObject(id, event.target.checked);
+  });
+  list.addEventListener("input", (event) => {
+    const { action, id } = target(event);
+    if (action === "rename") renameObject(id, event.target.value);
   });
 }

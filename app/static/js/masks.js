@@ -1,4 +1,4 @@
-// Masks: COCO RLE decoding, overlays drawn on a canvas at the image's size, and exports.
+// Masks: COCO RLE decoding, colours, and overlays drawn on a canvas at the image's size.
 
 /** COCO compressed RLE counts string -> run lengths (pycocotools' rleFrString). */
 function rleCounts(s) {
@@ -99,50 +99,4 @@ export function paintEdges(canvas, bitmap) {
 
 export function clearCanvas(canvas) {
   canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
-}
-
-/** A black-and-white PNG (255 inside) of a mask. */
-export function maskPng(mask, w, h) {
-  const canvas = new OffscreenCanvas(w, h);
-  const image = new ImageData(w, h);
-  for (let i = 0; i < w * h; i++) {
-    const v = mask[i] ? 255 : 0;
-    image.data.set([v, v, v, 255], 4 * i);
-  }
-  canvas.getContext("2d").putImageData(image, 0, 0);
-  return canvas.convertToBlob({ type: "image/png" });
-}
-
-/**
- * A COCO-format dataset with one image and one annotation per mask (RLE segmentation).
- * @param {{segmentation: {size: number[], counts: string}, area: number, bbox: number[], score: number}[]} masks
- */
-export function cocoJson(fileName, width, height, masks) {
-  return {
-    info: { description: "RepViT-SAM web demo", date_created: new Date().toISOString() },
-    images: [{ id: 1, file_name: fileName, width, height }],
-    categories: [{ id: 1, name: "object" }],
-    annotations: masks.map((m, i) => ({
-      id: i + 1,
-      image_id: 1,
-      category_id: 1,
-      segmentation: m.segmentation,
-      area: m.area,
-      bbox: m.bbox,
-      iscrowd: 0,
-      score: m.score,
-    })),
-  };
-}
-
-/** Makes the browser save a Blob under a file name. */
-export function download(blob, fileName) {
-  const url = URL.createObjectURL(blob);
-  const link = document.createElement("a");
-  link.href = url;
-  link.download = fileName;
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 1000);
 }

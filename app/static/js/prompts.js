@@ -5,8 +5,12 @@ import { decodeRle } from "./masks.js";
 import { $, state } from "./page.js";
 import { setView } from "./views.js";
 
-function copyPrompts(p) {
+export function copyPrompts(p) {
   return { points: p.points.map((xy) => [...xy]), labels: [...p.labels], box: p.box && [...p.box] };
+}
+
+export function emptyPrompts() {
+  return { points: [], labels: [], box: null };
 }
 
 function hasPrompts(p = state.prompts) {
@@ -29,7 +33,7 @@ export function undo() {
 
 export function clearPrompts() {
   if (hasPrompts()) state.history.push(copyPrompts(state.prompts));
-  state.prompts = { points: [], labels: [], box: null };
+  state.prompts = emptyPrompts();
   state.logitsId = null;
   segment();
 }
@@ -50,7 +54,11 @@ export async function segment() {
     multimask: $("multimask").checked,
     format: "rle",
   };
-  if ($("refine").checked && state.logitsId) body.mask_input_id = state.logitsId;
+  if ($("refine").checked && state.logitsId) {
+    // The candidate on screen, not the best-scored one the service would take by default.
+    body.mask_input_id = state.logitsId;
+    body.mask_input_index = state.selected;
+  }
   const controller = new AbortController();
   state.inFlight = controller;
   const outcome = await attempt(() => api.segment(body, controller.signal));

@@ -20,6 +20,7 @@ async function showCached(slot, params, message, call, keep) {
     state[slot] = { key, ...(await keep(outcome)) };
   }
   render();
+  showViewStatus();
 }
 
 function showEverything() {
@@ -35,9 +36,26 @@ function showEverything() {
     const masks = result.masks
       .map((m) => ({ ...m, score: m.predicted_iou, mask: decodeRle(m.segmentation) }))
       .sort((a, b) => b.area - a.area); // small masks on top of large ones
-    return { masks };
+    return { masks, params };
   };
   return showCached("everything", params, "Segmenting everything…", (p) => api.masks(p), keep);
+}
+
+/** What to say when no mask of everything mode passed the generator's filters. */
+export function emptyMessage({ pred_iou_thresh: iou, stability_score_thresh: stability }) {
+  const lower = [];
+  if (iou > 0) lower.push(`the predicted IoU threshold (now ${iou})`);
+  if (stability > 0) lower.push(`the stability threshold (now ${stability})`);
+  if (!lower.length) return "No mask found even with both thresholds at 0: raise the points per side.";
+  return `No mask passed the filters: lower ${lower.join(" or ")} under Advanced.`;
+}
+
+/** Says, under the view buttons, when everything mode found nothing. */
+function showViewStatus() {
+  const empty = state.view === "everything" && state.everything?.masks.length === 0;
+  $("view-status").hidden = !empty;
+  $("view-status").textContent = empty ? emptyMessage(state.everything.params) : "";
+  if (empty) $("advanced").open = true;
 }
 
 function showEdges() {
@@ -55,6 +73,7 @@ function showEdges() {
 export function setView(view) {
   state.view = view;
   document.querySelector(`input[name="view"][value="${view}"]`).checked = true;
+  showViewStatus();
   if (!state.image) return;
   if (view === "everything") showEverything();
   else if (view === "edges") showEdges();
