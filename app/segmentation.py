@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Float32 bytes of mask logits one request draws at once: B prompts x C candidates x H x W at 4
-# bytes would reach tens of GB for 64 boxes on a 50-megapixel image.
+# Bytes of mask logits and masks one request draws at once: B prompts x C candidates x H x W
+# float32 would reach tens of GB for 64 boxes on a 50-megapixel image.
 MASK_DRAWING_BYTES = 256 << 20
 # What /segment calls the prompts in its errors.
 REQUEST_NAMES = PromptNames(
@@ -135,7 +135,9 @@ def draw_masks(service: InferenceService, decoded: Decoded) -> Iterator[np.ndarr
     height, width = decoded.embedding.original_size
     # segment-anything upsamples to the padded input square first, then to the image.
     side = service.input_size
-    per_prompt = 4 * candidates * (side * side + height * width)
+    # Per candidate: float32 logits at the input square and at the image's size, and the bool
+    # masks of this chunk and of the last (still being encoded when this one is drawn).
+    per_prompt = candidates * (4 * side * side + 6 * height * width)
     step = max(1, MASK_DRAWING_BYTES // per_prompt)
     embedding = decoded.embedding.to("cpu")
     for start in range(0, prompts, step):
