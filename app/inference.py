@@ -228,7 +228,7 @@ class InferenceService:
     def _encode(self, pixels: np.ndarray) -> ImageEmbedding:
         predictor = self._require_predictor()
         started = time.perf_counter()
-        # Waiting clicks run between the encoder's layers (PyTorch encoders; see between_layers).
+        # Waiting clicks run between the encoder's parts (PyTorch encoders; see between_layers).
         with (
             torch.inference_mode(),
             between_layers(predictor.encoder, self.scheduler.let_interactive_in),

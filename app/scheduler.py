@@ -8,9 +8,9 @@ loop never blocks on torch. Jobs are served by priority, then in arrival order:
 
 A long batch task yields between its steps (each batch of point prompts): its ``cancel``
 callback, called by the task at every step, first runs the interactive jobs that arrived
-meanwhile. An encoder call yields between the encoder's layers (``let_interactive_in``, called
-from them). A click therefore waits for at most one step of a long task or one encoder layer,
-not for the whole call.
+meanwhile. An encoder call yields between the parts of the encoder's layers
+(``let_interactive_in``, called from them). A click therefore waits for at most one step of a
+long task or one part of an encoder layer, not for the whole call.
 
 Admission is by expected time, not only by count: each kind of job keeps a moving average of
 its duration, and a job is refused (``BusyError``: 503 with a ``Retry-After`` of the expected

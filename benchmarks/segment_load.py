@@ -141,13 +141,18 @@ async def mixed(args: argparse.Namespace, checkpoint: Path) -> None:
         counts = {"embeds": 0, "batch tasks": 0}
         statuses: list[int] = []
 
+        # New images (so encoded), made before the clock starts: a labeller's client makes them
+        # elsewhere, not on the cores the service runs on.
+        pngs = [new_png(rng) for _ in range(args.images)]
+
         async def embedder() -> None:
-            while not done.is_set():
-                # A new image each time (so encoded), made off the event loop the app runs on.
-                png = await asyncio.to_thread(new_png, rng)
-                files = {"image": ("b.png", png)}
-                statuses.append((await http.post("/embed", files=files)).status_code)
+            for png in pngs:
+                if done.is_set():
+                    return
+                answer = await http.post("/embed", files={"image": ("b.png", png)})
+                statuses.append(answer.status_code)
                 counts["embeds"] += 1
+            raise SystemExit("the embedding loop ran out of new images: raise --images")
 
         async def batch() -> None:
             task = {"embedding_id": body["embedding_id"], "points_per_side": args.points_per_side}
@@ -212,6 +217,7 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=0.05, help="mixed: seconds between clicks")
     parser.add_argument("--batch-route", choices=("/masks", "/edges"), default="/masks")
     parser.add_argument("--points-per-side", type=int, default=16, help="mixed: the batch grid")
+    parser.add_argument("--images", type=int, default=64, help="mixed: new images to embed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = args.checkpoint

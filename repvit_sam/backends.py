@@ -261,19 +261,21 @@ def check_finite(embedding: torch.Tensor, precision: str) -> None:
 
 @contextlib.contextmanager
 def between_layers(encoder: Encoder, callback: Callable[[], None]) -> Iterator[bool]:
-    """Within the block, ``encoder`` calls ``callback()`` before each of its layers.
+    """Within the block, ``encoder`` calls ``callback()`` before each part of each layer
+    (a block's token mixer and channel mixer, the stem's and the neck's convolutions).
 
-    A server runs short jobs there (a click's decoder call) so that they wait for one layer of
-    an image encoding, not for all of it. Only the PyTorch encoders (``TorchEncoder``, or the
-    model's own ``RepViTImageEncoder``) run layer by layer; the compiled graphs of ONNX Runtime
-    and OpenVINO run in one piece, and there the callback is never called.
+    A server runs short jobs there (a click's decoder call) so that they wait for one part of
+    an image encoding (milliseconds), not for all of it. Only the PyTorch encoders
+    (``TorchEncoder``, or the model's own ``RepViTImageEncoder``) run part by part; the compiled
+    graphs of ONNX Runtime and OpenVINO run in one piece, and there the callback is never called.
 
     Yields:
         Whether ``callback`` will be called.
     """
     module = encoder.encoder if isinstance(encoder, TorchEncoder) else encoder
     layers = [*module.features, module.neck] if isinstance(module, RepViTImageEncoder) else []
-    handles = [layer.register_forward_pre_hook(lambda *_: callback()) for layer in layers]
+    parts = [part for layer in layers for part in layer.children()]
+    handles = [part.register_forward_pre_hook(lambda *_: callback()) for part in parts]
     try:
         yield bool(handles)
     finally:

@@ -337,10 +337,11 @@ def test_a_backend_without_onnx_is_unavailable(monkeypatch):
         resolve_backend("openvino", torch.device("cpu"))
 
 
-def test_between_layers_calls_back_before_every_layer_of_a_torch_encoder(model, images):
+def test_between_layers_calls_back_before_every_part_of_a_torch_encoder(model, images):
     """A server runs clicks there (app/scheduler.py): between layers, never in one."""
     encoder = make_encoder(model, "torch", fuse=False)
     layers = [*model.image_encoder.features, model.image_encoder.neck]
+    layers = [part for layer in layers for part in layer.children()]  # the parts of each
     entered: list[int] = []
     seen: list[int] = []
     with between_layers(encoder, lambda: seen.append(len(entered))) as yields:
@@ -352,7 +353,7 @@ def test_between_layers_calls_back_before_every_layer_of_a_torch_encoder(model, 
         for hook in hooks:
             hook.remove()
     assert yields
-    # Called once per layer, each time before that layer started.
+    # Called once per part, each time before that part started.
     assert seen == list(range(len(layers))) and entered == seen
     with between_layers(model.image_encoder, lambda: seen.append(-1)) as yields:
         model.image_encoder(images)
