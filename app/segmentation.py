@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from repvit_sam import ImageEmbedding, InvalidInputError
+from repvit_sam import CancelledError, ImageEmbedding, InvalidInputError
 from repvit_sam.prompts import PromptNames, validate_boxes, validate_points
 
 from .encoding import encode_mask, mask_bbox
@@ -90,7 +91,12 @@ async def segment(
     best = np.argmax(decoded.scores, axis=1).tolist()
     await service.put_logits(logits_id, decoded.logits, best, embedding=embedding_id)
     drawn = draw_masks(service, decoded)  # a generator: drawn in the worker thread
-    masks = await asyncio.to_thread(mask_results, drawn, decoded, body.format, settings)
+    stop = threading.Event()
+    try:
+        masks = await asyncio.to_thread(mask_results, drawn, decoded, body.format, settings, stop)
+    except asyncio.CancelledError:
+        stop.set()  # the client left: the worker thread stops at its next mask
+        raise
     logger.debug("segment %s: %d prompts, %d masks", embedding_id, num_prompts, len(masks))
     return SegmentResponse(
         embedding_id=embedding_id, width=width, height=height, masks=masks, logits_id=logits_id
@@ -147,12 +153,22 @@ def draw_masks(service: InferenceService, decoded: Decoded) -> Iterator[np.ndarr
 
 
 def mask_results(
-    drawn: Iterator[np.ndarray], decoded: Decoded, fmt: Any, settings: Settings
+    drawn: Iterator[np.ndarray],
+    decoded: Decoded,
+    fmt: Any,
+    settings: Settings,
+    stop: threading.Event | None = None,
 ) -> list[MaskResult]:
-    """The answer's records, encoded as ``fmt``; polygons within ``max_polygon_points``."""
+    """The answer's records, encoded as ``fmt``; polygons within ``max_polygon_points``.
+
+    Raises:
+        CancelledError: ``stop`` was set (the request's client left) before the last mask.
+    """
     results, vertices = [], 0
     for prompt, (masks, scores) in enumerate(zip(drawn, decoded.scores, strict=True)):
         for mask, score in zip(masks, scores, strict=True):
+            if stop is not None and stop.is_set():
+                raise CancelledError(f"the answer was abandoned after {len(results)} masks")
             segmentation = encode_mask(mask, fmt, settings.polygon_tolerance)
             if fmt == "polygons":
                 vertices += sum(len(polygon) // 2 for polygon in segmentation)
