@@ -4,8 +4,8 @@ Model calls go through ``ModelScheduler`` (app/scheduler.py): one model thread, 
 for clicks before encoder calls and long tasks, admission by expected time, a deadline per call,
 and calls dropped when their caller goes away. Concurrent embeds of the same image share one
 encoder call (single-flight). Long tasks (automatic masks, edge maps) run under
-``max_task_seconds`` and let clicks in between their steps. Uploaded images are decoded at most
-``max_concurrent_image_decodes`` at a time, which bounds the memory decoding takes.
+``max_task_seconds`` and let clicks in between their steps (of at most ``max_step_points``
+prompts). Uploaded images are decoded by ``ImageDecoder`` (app/image_decoding.py).
 """
 
 from __future__ import annotations
@@ -29,14 +29,15 @@ from repvit_sam import (
     MaskGenerator,
     Predictor,
     download_weights,
-    load_image,
 )
 from repvit_sam.api import load_predictor
+from repvit_sam.backends import between_layers
 from repvit_sam.embedding_ids import embedding_id, model_fingerprint
 from repvit_sam.weights import sha256_of
 
 from .cache import EmbeddingCache
 from .errors import ModelLoadError, NotFoundError, NotReadyError
+from .image_decoding import ImageDecoder
 from .metrics import Metrics
 from .scheduler import ModelScheduler, Priority
 from .segmentation import MASK_DRAWING_REQUESTS, Decoded
@@ -69,7 +70,7 @@ class InferenceService:
         self.fingerprint = ""
         self.load_error: str | None = None
         self._drawing = threading.BoundedSemaphore(MASK_DRAWING_REQUESTS)
-        self._image_decodes = threading.BoundedSemaphore(settings.max_concurrent_image_decodes)
+        self.images = ImageDecoder(settings.max_pixels, settings.max_concurrent_image_decodes)
         self._inflight: dict[str, asyncio.Task[ImageEmbedding]] = {}
 
     # Lifecycle ---------------------------------------------------------------------------------
@@ -193,14 +194,8 @@ class InferenceService:
     # Images and embeddings ---------------------------------------------------------------------
 
     async def decode_image(self, data: bytes) -> np.ndarray:
-        """Encoded image bytes as HxWx3 uint8 RGB, off the event loop; at most
-        ``max_concurrent_image_decodes`` at once (a small PNG can decode to gigabytes)."""
-
-        def decode() -> np.ndarray:
-            with self._image_decodes:
-                return load_image(data, max_pixels=self.settings.max_pixels)
-
-        return await asyncio.to_thread(decode)
+        """Encoded image bytes as HxWx3 uint8 RGB (``ImageDecoder.decode``)."""
+        return await self.images.decode(data)
 
     def embedding_id(self, pixels: np.ndarray) -> str:
         """The id of an HxWx3 uint8 image under this model: its pixels and the model's digest."""
@@ -230,7 +225,11 @@ class InferenceService:
     def _encode(self, pixels: np.ndarray) -> ImageEmbedding:
         predictor = self._require_predictor()
         started = time.perf_counter()
-        with torch.inference_mode():
+        # Waiting clicks run between the encoder's parts (PyTorch encoders; see between_layers).
+        with (
+            torch.inference_mode(),
+            between_layers(predictor.encoder, self.scheduler.let_interactive_in),
+        ):
             embedding = predictor.embed(pixels)
         if embedding.device.type == "cuda":
             # CUDA runs kernels asynchronously: wait, so that the time is the encoder's and its
@@ -363,7 +362,7 @@ class InferenceService:
                 enough for ``crop_n_layers`` 0 only (crops are encoded from their pixels).
             params: The generator's parameters (validated again by ``MaskGenerator``).
         """
-        coco_params = {**params, "output_mode": "coco_rle"}
+        coco_params = {**self._in_steps(params), "output_mode": "coco_rle"}
         records = await self.run_task(
             "masks",
             self._whole_image_task,
@@ -383,10 +382,16 @@ class InferenceService:
             "edges",
             self._whole_image_task,
             "edges",
-            lambda p: EdgeDetector(p.model, encoder=p.encoder, **params).detect,
+            lambda p: EdgeDetector(p.model, encoder=p.encoder, **self._in_steps(params)).detect,
             embedding,
             pixels,
         )
+
+    def _in_steps(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` with at most ``max_step_points`` prompts per decoder step: a click waits
+        for one step. Smaller batches change no mask, only how the grid is split."""
+        step = min(params.get("points_per_batch", 64), self.settings.max_step_points)
+        return {**params, "points_per_batch": step}
 
     def _whole_image_task(
         self,
@@ -405,12 +410,6 @@ class InferenceService:
         """
         predictor = self._require_predictor()
         started = time.perf_counter()
-        task = make_task(predictor)
-        result = task(
-            pixels,
-            embedding=embedding,
-            deadline=deadline,
-            cancel=cancel,
-        )
+        result = make_task(predictor)(pixels, embedding=embedding, deadline=deadline, cancel=cancel)
         self.metrics.observe_model(metric, time.perf_counter() - started)
         return result

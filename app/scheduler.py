@@ -8,7 +8,9 @@ loop never blocks on torch. Jobs are served by priority, then in arrival order:
 
 A long batch task yields between its steps (each batch of point prompts): its ``cancel``
 callback, called by the task at every step, first runs the interactive jobs that arrived
-meanwhile. A click therefore waits for at most one step of a long task, not for the task.
+meanwhile. An encoder call yields between the parts of the encoder's layers
+(``let_interactive_in``, called from them). A click therefore waits for at most one step of a
+long task or one part of an encoder layer, not for the whole call.
 
 Admission is by expected time, not only by count: each kind of job keeps a moving average of
 its duration, and a job is refused (``BusyError``: 503 with a ``Retry-After`` of the expected
@@ -228,6 +230,14 @@ class ModelScheduler:
                     return
                 job = heapq.heappop(self._heap)
             self._execute(job)
+
+    def let_interactive_in(self) -> None:
+        """Runs the interactive jobs waiting now; a batch job calls it on the model thread
+        between its steps (an encoder call between its layers)."""
+        if threading.current_thread() is not self._thread:
+            raise RuntimeError("let_interactive_in is for jobs on the model thread")
+        if self._running is not None and self._running.priority == Priority.BATCH:
+            self._run_interactive_jobs()
 
     def _run_interactive_jobs(self) -> None:
         """Runs the waiting interactive jobs now (called by a batch task between its steps)."""

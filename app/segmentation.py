@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from repvit_sam import ImageEmbedding, InvalidInputError
+from repvit_sam import CancelledError, ImageEmbedding, InvalidInputError
 from repvit_sam.prompts import PromptNames, validate_boxes, validate_points
 
 from .encoding import encode_mask, mask_bbox
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Float32 bytes of mask logits one request draws at once: B prompts x C candidates x H x W at 4
-# bytes would reach tens of GB for 64 boxes on a 50-megapixel image.
+# Bytes of mask logits and masks one request draws at once: B prompts x C candidates x H x W
+# float32 would reach tens of GB for 64 boxes on a 50-megapixel image.
 MASK_DRAWING_BYTES = 256 << 20
 # What /segment calls the prompts in its errors.
 REQUEST_NAMES = PromptNames(
@@ -90,7 +91,12 @@ async def segment(
     best = np.argmax(decoded.scores, axis=1).tolist()
     await service.put_logits(logits_id, decoded.logits, best, embedding=embedding_id)
     drawn = draw_masks(service, decoded)  # a generator: drawn in the worker thread
-    masks = await asyncio.to_thread(mask_results, drawn, decoded, body.format, settings)
+    stop = threading.Event()
+    try:
+        masks = await asyncio.to_thread(mask_results, drawn, decoded, body.format, settings, stop)
+    except asyncio.CancelledError:
+        stop.set()  # the client left: the worker thread stops at its next mask
+        raise
     logger.debug("segment %s: %d prompts, %d masks", embedding_id, num_prompts, len(masks))
     return SegmentResponse(
         embedding_id=embedding_id, width=width, height=height, masks=masks, logits_id=logits_id
@@ -135,7 +141,9 @@ def draw_masks(service: InferenceService, decoded: Decoded) -> Iterator[np.ndarr
     height, width = decoded.embedding.original_size
     # segment-anything upsamples to the padded input square first, then to the image.
     side = service.input_size
-    per_prompt = 4 * candidates * (side * side + height * width)
+    # Per candidate: float32 logits at the input square and at the image's size, and the bool
+    # masks of this chunk and of the last (still being encoded when this one is drawn).
+    per_prompt = candidates * (4 * side * side + 6 * height * width)
     step = max(1, MASK_DRAWING_BYTES // per_prompt)
     embedding = decoded.embedding.to("cpu")
     for start in range(0, prompts, step):
@@ -145,12 +153,22 @@ def draw_masks(service: InferenceService, decoded: Decoded) -> Iterator[np.ndarr
 
 
 def mask_results(
-    drawn: Iterator[np.ndarray], decoded: Decoded, fmt: Any, settings: Settings
+    drawn: Iterator[np.ndarray],
+    decoded: Decoded,
+    fmt: Any,
+    settings: Settings,
+    stop: threading.Event | None = None,
 ) -> list[MaskResult]:
-    """The answer's records, encoded as ``fmt``; polygons within ``max_polygon_points``."""
+    """The answer's records, encoded as ``fmt``; polygons within ``max_polygon_points``.
+
+    Raises:
+        CancelledError: ``stop`` was set (the request's client left) before the last mask.
+    """
     results, vertices = [], 0
     for prompt, (masks, scores) in enumerate(zip(drawn, decoded.scores, strict=True)):
         for mask, score in zip(masks, scores, strict=True):
+            if stop is not None and stop.is_set():
+                raise CancelledError(f"the answer was abandoned after {len(results)} masks")
             segmentation = encode_mask(mask, fmt, settings.polygon_tolerance)
             if fmt == "polygons":
                 vertices += sum(len(polygon) // 2 for polygon in segmentation)

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
         max_edge_points_per_side: Largest /edges ``points_per_side``; the edge detector keeps
             the logits of every grid mask, so memory grows with its square (422 beyond).
         max_points_per_batch: Largest ``points_per_batch`` of /masks and /edges (422 beyond).
+        max_step_points: /masks and /edges decode at most this many grid points per step on
+            the model thread, where waiting clicks run in between; a larger
+            ``points_per_batch`` is split (the same masks: batching changes no result).
         host: Address ``repvit-sam serve`` binds.
         port: Port ``repvit-sam serve`` binds.
         shutdown_timeout_seconds: On SIGTERM, how long ``repvit-sam serve`` lets requests in
@@ -159,6 +162,7 @@ class Settings(BaseSettings):
     max_points_per_side: int = Field(default=64, gt=0)
     max_edge_points_per_side: int = Field(default=32, gt=0)
     max_points_per_batch: int = Field(default=256, gt=0)
+    max_step_points: int = Field(default=8, gt=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     shutdown_timeout_seconds: float = Field(default=30.0, gt=0)

@@ -151,9 +151,9 @@ class MaskGenerator:
         iou, stability, boxes, points, crop_index, mask_index = self._merge(crops)
         if params.min_mask_region_area == 0 and params.output_mode != "binary_mask":
             # RLE out: encode each chunk as it is drawn, never holding every full-size mask.
-            encoded = self._draw_encoded(crops, crop_index, mask_index, orig_size)
+            encoded = self._draw_encoded(crops, crop_index, mask_index, orig_size, tracker)
             return self._records(encoded, iou, stability, boxes, points, crop_index, crops)
-        masks = self._draw(crops, crop_index, mask_index, orig_size)
+        masks = self._draw(crops, crop_index, mask_index, orig_size, tracker)
         if params.min_mask_region_area > 0:
             keep, masks, boxes = _remove_small_regions(
                 masks,
@@ -197,7 +197,7 @@ class MaskGenerator:
         crop = _Crop(crop_box, resize)
         points_for_image = self.point_grids[layer] * np.array(crop_size)[None, ::-1]
         for (points,) in batch_iterator(params.points_per_batch, points_for_image):
-            self._process_batch(crop_embedding, crop, points, crop_size, orig_size)
+            self._process_batch(crop_embedding, crop, points, crop_size, orig_size, tracker)
             tracker.step()
 
         iou, boxes = torch.cat(crop.iou), torch.cat(crop.boxes)
@@ -217,6 +217,7 @@ class MaskGenerator:
         points: np.ndarray,
         crop_size: tuple[int, int],
         orig_size: tuple[int, int],
+        tracker: Tracker,
     ) -> None:
         params = self.params
         decoded = self.predictor.decode_points(embedding, points, crop_size)
@@ -230,6 +231,7 @@ class MaskGenerator:
         prompts = chosen.any(dim=1).nonzero()[:, 0]
         threshold = self.model.mask_threshold
         for (chunk,) in batch_iterator(params.upsample_batch, prompts):
+            tracker.check()  # also where a caller lets other work in between the chunks
             index = chosen[chunk]
             logits = decoded.logits(index, prompts=chunk)
             iou = iou_all[chunk][index]
@@ -282,12 +284,14 @@ class MaskGenerator:
         crop_index: torch.Tensor,
         mask_index: torch.Tensor,
         orig_size: tuple[int, int],
+        tracker: Tracker,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(rows, their MxHxW bool masks at the original size), ``upsample_batch`` at a time."""
         threshold = self.model.mask_threshold
         for c, crop in enumerate(crops):
             rows = (crop_index == c).nonzero()[:, 0]
             for (chunk,) in batch_iterator(self.params.upsample_batch, rows):
+                tracker.check()
                 drawn = crop.resize(crop.logits[mask_index[chunk]]) > threshold
                 yield chunk, uncrop_masks(drawn, crop.box, *orig_size).cpu()
 
@@ -297,10 +301,12 @@ class MaskGenerator:
         crop_index: torch.Tensor,
         mask_index: torch.Tensor,
         orig_size: tuple[int, int],
+        tracker: Tracker,
     ) -> torch.Tensor:
         """KxHxW bool masks at the original size for the kept masks."""
         masks = torch.zeros((len(crop_index), *orig_size), dtype=torch.bool)
-        for chunk, drawn in self._drawn_chunks(crops, crop_index, mask_index, orig_size):
+        chunks = self._drawn_chunks(crops, crop_index, mask_index, orig_size, tracker)
+        for chunk, drawn in chunks:
             masks[chunk] = drawn
         return masks
 
@@ -310,10 +316,12 @@ class MaskGenerator:
         crop_index: torch.Tensor,
         mask_index: torch.Tensor,
         orig_size: tuple[int, int],
+        tracker: Tracker,
     ) -> list[tuple[Any, int]]:
         """(segmentation, area) of the kept masks, encoded chunk by chunk as they are drawn."""
         encoded: list[tuple[Any, int]] = [(None, 0)] * len(crop_index)
-        for chunk, drawn in self._drawn_chunks(crops, crop_index, mask_index, orig_size):
+        chunks = self._drawn_chunks(crops, crop_index, mask_index, orig_size, tracker)
+        for chunk, drawn in chunks:
             for row, item in zip(chunk.tolist(), self._encode(drawn), strict=True):
                 encoded[row] = item
         return encoded

@@ -35,7 +35,7 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,7 @@ import torch
 from segment_anything.modeling import Sam
 
 from .errors import InvalidInputError, PrecisionOverflowError
-from .modeling import fuse_modules, use_portable_squeeze_excite
+from .modeling import RepViTImageEncoder, fuse_modules, use_portable_squeeze_excite
 from .quantize import CalibrationSource
 from .runtimes import (
     BACKENDS,
@@ -326,6 +326,30 @@ def check_finite(embedding: torch.Tensor, precision: str) -> None:
             f"the image encoder overflowed in {precision} (inf or NaN in the embedding); "
             "use precision='bf16' (fp32's range) or 'fp32'"
         )
+
+
+@contextlib.contextmanager
+def between_layers(encoder: Encoder, callback: Callable[[], None]) -> Iterator[bool]:
+    """Within the block, ``encoder`` calls ``callback()`` before each part of each layer
+    (a block's token mixer and channel mixer, the stem's and the neck's convolutions).
+
+    A server runs short jobs there (a click's decoder call) so that they wait for one part of
+    an image encoding (milliseconds), not for all of it. Only the PyTorch encoders
+    (``TorchEncoder``, or the model's own ``RepViTImageEncoder``) run part by part; the compiled
+    graphs of ONNX Runtime and OpenVINO run in one piece, and there the callback is never called.
+
+    Yields:
+        Whether ``callback`` will be called.
+    """
+    module = encoder.encoder if isinstance(encoder, TorchEncoder) else encoder
+    layers = [*module.features, module.neck] if isinstance(module, RepViTImageEncoder) else []
+    parts = [part for layer in layers for part in layer.children()]
+    handles = [part.register_forward_pre_hook(lambda *_: callback()) for part in parts]
+    try:
+        yield bool(handles)
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _as_numpy(images: torch.Tensor) -> np.ndarray:

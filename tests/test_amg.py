@@ -204,3 +204,28 @@ def test_generate_and_detect_from_an_embedding_alone(small_model, rgb_image):
         MaskGenerator(small_model, crop_n_layers=1).generate(embedding=embedding)
     with pytest.raises(InvalidInputError, match="give the image, or its embedding"):
         MaskGenerator(small_model).generate()
+
+
+def test_cancel_is_checked_while_masks_are_drawn(model):
+    """After the last grid batch, the masks are still drawn and encoded: a caller that left
+    (or a click waiting on the model thread) is heard there too, between chunks."""
+    image = skimage.data.coffee()[::4, ::4].copy()
+    generator = MaskGenerator(
+        model, points_per_side=4, points_per_batch=16, upsample_batch=2, **LOW_FILTERS
+    )
+    progress: list[int] = []
+    at_checks: list[int] = []
+
+    def cancel() -> bool:
+        at_checks.append(len(progress))
+        return False
+
+    records = generator.generate(
+        image, progress=lambda done, total: progress.append(done), cancel=cancel
+    )
+    assert len(records) > 2
+    # Checked after the last step, once per drawn chunk of upsample_batch masks.
+    assert at_checks.count(len(progress)) >= 1 + -(-len(records) // 2)
+    stopped = iter(range(len(at_checks) - 1, -1, -1))
+    with pytest.raises(CancelledError):
+        generator.generate(image, cancel=lambda: next(stopped) == 0)

@@ -18,6 +18,7 @@ from repvit_sam import (
 )
 from repvit_sam.backends import (
     BACKENDS,
+    between_layers,
     check_finite,
     is_available,
     make_encoder,
@@ -334,3 +335,30 @@ def test_a_backend_without_onnx_is_unavailable(monkeypatch):
     assert resolve_backend("auto", torch.device("cpu")) == "torch"
     with pytest.raises(InvalidInputError, match=r"needs onnx.*repvit-sam\[openvino\]"):
         resolve_backend("openvino", torch.device("cpu"))
+
+
+def test_between_layers_calls_back_before_every_part_of_a_torch_encoder(model, images):
+    """A server runs clicks there (app/scheduler.py): between layers, never in one."""
+    encoder = make_encoder(model, "torch", fuse=False)
+    layers = [*model.image_encoder.features, model.image_encoder.neck]
+    layers = [part for layer in layers for part in layer.children()]  # the parts of each
+    entered: list[int] = []
+    seen: list[int] = []
+    with between_layers(encoder, lambda: seen.append(len(entered))) as yields:
+        hooks = [  # after between_layers' own: they run after its callback
+            layer.register_forward_pre_hook(lambda *_, i=i: entered.append(i))
+            for i, layer in enumerate(layers)
+        ]
+        expected = encoder(images)
+        for hook in hooks:
+            hook.remove()
+    assert yields
+    # Called once per part, each time before that part started.
+    assert seen == list(range(len(layers))) and entered == seen
+    with between_layers(model.image_encoder, lambda: seen.append(-1)) as yields:
+        model.image_encoder(images)
+    assert yields and seen.count(-1) == len(layers)
+    seen.clear()
+    assert torch.equal(encoder(images), expected) and seen == []  # the hooks are gone
+    with between_layers(lambda batch: batch, lambda: seen.append(0)) as yields:
+        assert not yields  # a compiled graph runs in one piece

@@ -55,3 +55,22 @@ def test_the_wheel_claims_only_its_own_import_names(tmp_path):
     assert not [name for name in names if name.startswith("app/")]
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "repvit_sam_server.cli:register" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_torch_requirement_excludes_versions_whose_weights_only_loading_is_bypassable():
+    """torch < 2.6 lets a crafted checkpoint run code despite ``weights_only=True``
+    (CVE-2025-32434): no requirement of the project admits one."""
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = [*project["dependencies"]]
+    for extra in project.get("optional-dependencies", {}).values():
+        requirements += extra
+    pinned = (ROOT / "deploy" / "requirements-torch.txt").read_text().splitlines()
+    requirements += [line for line in pinned if line.strip() and not line.startswith("#")]
+    torches = [Requirement(text) for text in requirements if Requirement(text).name == "torch"]
+    assert torches
+    for torch_requirement in torches:
+        assert not torch_requirement.specifier.contains("2.5.1", prereleases=True), (
+            torch_requirement
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
 import logging
 from typing import Any
@@ -19,6 +20,7 @@ from PIL import Image
 
 from repvit_sam import EdgeMap
 
+from ..answers import json_answer
 from ..bodies import read_body, request_body, resolve_embedding
 from ..deps import ServiceDep, SettingsDep
 from ..forms import EdgesForm, MasksForm
@@ -40,7 +42,7 @@ _ERRORS = error_responses(400, 404, 413, 415, 422, 503, 504)
     openapi_extra=request_body(MasksRequest, MasksForm),
     summary="Segment everything: automatic masks as COCO RLE records",
 )
-async def masks(request: Request, service: ServiceDep, settings: SettingsDep) -> MasksResponse:
+async def masks(request: Request, service: ServiceDep, settings: SettingsDep) -> Response:
     """Runs ``MaskGenerator`` (segment-anything's automatic mask generator) on the image.
 
     The parameters are ``SamAutomaticMaskGenerator``'s, with its defaults; the records are its
@@ -57,7 +59,10 @@ async def masks(request: Request, service: ServiceDep, settings: SettingsDep) ->
     records = await service.generate_masks(embedding, pixels, body.generator_params())
     height, width = embedding.original_size
     logger.debug("masks %s: %d masks", embedding_id, len(records))
-    return MasksResponse(embedding_id=embedding_id, width=width, height=height, masks=records)
+    answer = functools.partial(
+        MasksResponse, embedding_id=embedding_id, width=width, height=height, masks=records
+    )
+    return await json_answer(answer)
 
 
 @router.post(
@@ -93,7 +98,7 @@ async def edges(request: Request, service: ServiceDep, settings: SettingsDep) ->
     if body.format == "json":
         height, width = edge_map.edges.shape
         data = await asyncio.to_thread(_npy, edge_map.edges)
-        return EdgesResponse(
+        answer = EdgesResponse(
             embedding_id=embedding_id,
             width=width,
             height=height,
@@ -101,6 +106,7 @@ async def edges(request: Request, service: ServiceDep, settings: SettingsDep) ->
             num_kept=edge_map.num_kept,
             edges=base64.b64encode(data).decode("ascii"),
         )
+        return await json_answer(answer)
     headers = {
         "X-Embedding-Id": embedding_id,
         "X-Num-Masks": str(edge_map.num_masks),

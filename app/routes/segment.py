@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
+from ..answers import json_answer
 from ..bodies import read_body, request_body, resolve_embedding
 from ..deps import ServiceDep, SettingsDep
 from ..forms import SegmentForm
@@ -25,7 +26,7 @@ router = APIRouter(tags=["segmentation"])
     openapi_extra=request_body(SegmentRequest, SegmentForm),
     summary="Masks for point and box prompts",
 )
-async def segment(request: Request, service: ServiceDep, settings: SettingsDep) -> SegmentResponse:
+async def segment(request: Request, service: ServiceDep, settings: SettingsDep) -> Response:
     """Decodes masks for the prompts, in one batched decoder call for several boxes.
 
     Send JSON with an ``embedding_id`` from /embed (the interactive path: no encoder call), or a
@@ -34,4 +35,5 @@ async def segment(request: Request, service: ServiceDep, settings: SettingsDep) 
     context = {"max_points": settings.max_points, "max_boxes": settings.max_boxes}
     body, pixels = await read_body(request, SegmentRequest, settings, context)
     embedding_id, embedding = await resolve_embedding(service, body.embedding_id, pixels)
-    return await segment_prompts(service, settings, body, embedding_id, embedding)
+    answer = await segment_prompts(service, settings, body, embedding_id, embedding)
+    return await json_answer(answer)

@@ -8,8 +8,9 @@ import threading
 import time
 
 import pytest
+from service_helpers import encode, make_image
 
-from repvit_sam import CancelledError, DeadlineExceededError
+from repvit_sam import CancelledError, DeadlineExceededError, Predictor
 from repvit_sam_server.errors import BusyError
 from repvit_sam_server.scheduler import ModelScheduler, Priority
 
@@ -212,3 +213,59 @@ async def test_a_click_whose_client_disconnected_is_never_decoded(app, embedding
     assert service.metrics.model_calls("decoder") == decoded_before
     assert not any(m["type"] == "http.response.start" for m in sent)
     assert 'status="499"' in service.metrics.render(service.cache.stats(), 0, True)
+
+
+async def test_a_click_runs_between_the_layers_of_an_image_encoding(app, client, embedding_id):
+    """A click sent while a new image is encoded waits for one encoder layer, not the encoder."""
+    service = app.state.service
+    encoder = service.predictor.model.image_encoder
+    decoded_at_neck: list[int] = []
+
+    def hold(*_) -> None:  # keeps the encoding at its second layer until the click is queued
+        deadline = time.monotonic() + 5
+        while service.queue_depth < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    hooks = [
+        encoder.features[1].register_forward_pre_hook(hold),
+        encoder.neck.register_forward_pre_hook(
+            lambda *_: decoded_at_neck.append(service.metrics.model_calls("decoder"))
+        ),
+    ]
+    before = service.metrics.model_calls("decoder")
+    try:
+        files = {"image": ("new.png", encode(make_image(seed=4242)))}
+        embed = asyncio.ensure_future(client.post("/embed", files=files))
+        while service.queue_depth == 0:
+            await asyncio.sleep(0.005)
+        click = await client.post(
+            "/segment", json={"embedding_id": embedding_id, "points": [[9, 9]]}
+        )
+        embedded = await embed
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert (click.status_code, embedded.status_code) == (200, 200)
+    assert embedded.json()["cached"] is False
+    assert decoded_at_neck == [before + 1]  # the click was decoded before the encoder's last layer
+
+
+async def test_masks_and_edges_decode_at_most_max_step_points_per_step(
+    app, client, embedding_id, monkeypatch
+):
+    """Waiting clicks run between the steps of a task: a step decodes a few grid points."""
+    limit = app.state.settings.max_step_points
+    sizes: list[int] = []
+    decode_points = Predictor.decode_points
+
+    def recorded(self, embedding, points, *args, **kwargs):
+        sizes.append(len(points))
+        return decode_points(self, embedding, points, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "decode_points", recorded)
+    body = {"embedding_id": embedding_id, "points_per_side": 6, "points_per_batch": 32}
+    assert (await client.post("/masks", json=body)).status_code == 200
+    masks_sizes, sizes[:] = list(sizes), []
+    assert (await client.post("/edges", json={**body, "format": "npy"})).status_code == 200
+    assert sum(masks_sizes) == 36 and max(masks_sizes) == limit < 32
+    assert sum(sizes) == 36 and max(sizes) == limit

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -406,3 +409,51 @@ async def test_json_routes_take_json_only_strictly_typed_and_bounded(
     padded = {**body, "points": [[40, 30]] * 20}
     large = await client.post("/segment", json=padded)
     assert large.status_code == 413 and "max_json_bytes" in large.json()["detail"]
+
+
+async def test_answers_are_encoded_off_the_event_loop(client, embedding_id, monkeypatch):
+    """A large answer encoded on the event loop would hold every other request meanwhile."""
+    from repvit_sam_server.schemas import MasksResponse, SegmentResponse
+
+    threads: dict[str, str] = {}
+    for model in (SegmentResponse, MasksResponse):
+        encode = model.model_dump_json
+
+        def recorded(self, *args, _encode=encode, **kwargs):
+            threads[type(self).__name__] = threading.current_thread().name
+            return _encode(self, *args, **kwargs)
+
+        monkeypatch.setattr(model, "model_dump_json", recorded)
+    segment = await client.post("/segment", json={"embedding_id": embedding_id, "points": [[9, 9]]})
+    masks = await client.post("/masks", json={"embedding_id": embedding_id, "points_per_side": 4})
+    assert (segment.status_code, masks.status_code) == (200, 200)
+    assert segment.headers["content-type"] == "application/json"
+    assert SegmentResponse.model_validate_json(segment.content).masks
+    assert set(threads) == {"SegmentResponse", "MasksResponse"}
+    assert threading.main_thread().name not in threads.values()
+
+
+async def test_an_abandoned_answer_stops_encoding_masks(client, embedding_id, monkeypatch):
+    """The masks are encoded on a worker thread; a client that left stops it at the next mask."""
+    encoded: list[int] = []
+    started = threading.Event()
+    encode_mask = segmentation.encode_mask
+
+    def slow(mask, *args):
+        encoded.append(1)
+        started.set()
+        time.sleep(0.05)
+        return encode_mask(mask, *args)
+
+    monkeypatch.setattr(segmentation, "encode_mask", slow)
+    body = {"embedding_id": embedding_id, "boxes": [[10, 10, 60, 60]] * 8, "multimask": True}
+    request = asyncio.ensure_future(client.post("/segment", json=body))
+    while not started.is_set():
+        await asyncio.sleep(0.005)
+    request.cancel()  # the client goes away (the disconnect cancels the handler the same way)
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    await asyncio.sleep(0.2)
+    stopped_at = len(encoded)
+    await asyncio.sleep(0.3)
+    assert len(encoded) == stopped_at < 24
