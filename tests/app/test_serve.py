@@ -162,12 +162,18 @@ def test_sigterm_drains_answers_every_request_and_exits_0(checkpoint, tmp_path):
             except httpx.HTTPError as err:
                 answers.append(err)
 
+        encoded_before = _encoder_calls_and_queue(server.base)[0]
         threads = [threading.Thread(target=upload, args=(seed,)) for seed in range(12)]
         for thread in threads:
             thread.start()
-        deadline = time.monotonic() + 20
-        while "\nrepvit_sam_queue_depth 0\n" in httpx.get(f"{server.base}/metrics").text:
-            assert time.monotonic() < deadline, "no upload reached the model"
+        # SIGTERM only once every upload reached the model (queued, running or done): one still
+        # connecting would be refused by the draining server, which is not what this tests.
+        deadline = time.monotonic() + 30
+        while True:
+            encoded, queued = _encoder_calls_and_queue(server.base)
+            if encoded - encoded_before + queued >= len(threads):
+                break
+            assert time.monotonic() < deadline, f"{encoded - encoded_before + queued} of 12 arrived"
             time.sleep(0.01)
         server.sigterm()
         for thread in threads:
@@ -182,3 +188,14 @@ def test_sigterm_drains_answers_every_request_and_exits_0(checkpoint, tmp_path):
     for answer in answers:
         if answer.status_code == 503:
             assert answer.headers["Retry-After"] and "shutting down" in answer.json()["detail"]
+
+
+def _encoder_calls_and_queue(base: str) -> tuple[int, int]:
+    """The service's finished encoder calls and its model queue depth, from /metrics."""
+    import re
+
+    text = httpx.get(f"{base}/metrics").text
+    encoded = re.search(r'^repvit_sam_model_seconds_count\{stage="encoder"\} (\d+)', text, re.M)
+    queued = re.search(r"^repvit_sam_queue_depth (\d+)$", text, re.M)
+    assert queued is not None, text
+    return (int(encoded.group(1)) if encoded else 0), int(queued.group(1))
