@@ -29,7 +29,7 @@ import torch
 
 from repvit_sam import Predictor, build_repvit_sam
 from repvit_sam.onnx_export import export_decoder
-from tests.demo.test_web_demo import CHROMIUM_ARGS, find_chromium, sync_api
+from tests.demo.browser import CHROMIUM_ARGS, find_chromium
 
 ONNXRUNTIME_WEB = "onnxruntime-web@1.30.0"
 HARNESS = Path(__file__).resolve().parent / "cvat_plugin"
@@ -112,6 +112,9 @@ def site(onnxruntime_web, model, ours, tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def page(site) -> Iterator[Any]:
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="needs Playwright's Python package (pip install -e '.[dev]')"
+    )
     executable = find_chromium()
     if executable is None:
         pytest.skip("no Chromium found (apt-get install -y chromium, or REPVIT_SAM_CHROMIUM)")
