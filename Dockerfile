@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # RepViT-SAM HTTP service on CPU. Build and run: see the README's "Docker" section.
 #   docker build -t repvit-sam .
 #   docker run --rm -p 8000:8000 -v repvit-sam-weights:/weights repvit-sam
@@ -19,6 +18,9 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 # torch in its own layer: it changes far less often than the code.
 COPY deploy/install.sh deploy/requirements-torch.txt deploy/
+# Wheels put in deploy/wheels/ are preferred to the index's (where the index cannot be reached);
+# they stay in this stage.
+COPY deploy/wheels/ deploy/wheels/
 RUN TORCH_INDEX_URL="$TORCH_INDEX_URL" TORCH_VERSION="$TORCH_VERSION" \
     TORCHVISION_VERSION="$TORCHVISION_VERSION" sh deploy/install.sh torch
 COPY pyproject.toml README.md ./

@@ -7,6 +7,7 @@
 #   install.sh project    this checkout with the server and redis extras, not editable
 #
 # TORCH_INDEX_URL defaults to PyTorch's CPU wheels; set it empty to use pip's configured index.
+# Wheels in deploy/wheels/ (deploy/wheels/README.md) are preferred to the index's.
 # tests/app/test_image.py runs the same two steps in a clean virtual environment.
 set -eu
 
@@ -16,10 +17,12 @@ index_url=${TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}
 
 case "${1:-}" in
 torch)
+    set --
     if [ -n "$index_url" ]; then
         set -- --index-url "$index_url"
-    else
-        set --
+    fi
+    if ls "$here"/wheels/*.whl >/dev/null 2>&1; then
+        set -- "$@" --find-links "$here/wheels"
     fi
     if [ -n "${TORCH_VERSION:-}" ]; then
         python -m pip install --no-cache-dir "$@" "torch==${TORCH_VERSION}" \

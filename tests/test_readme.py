@@ -42,3 +42,10 @@ def test_ci_gives_the_tool_tests_their_environments_before_the_test_command():
     script = (ROOT / ".ci" / "tool-venvs.sh").read_text()
     # the versions the tests were written against
     assert '"label-studio==1.23.2"' in script and '"x-anylabeling-cvhub[cpu]==4.2.1"' in script
+
+
+def test_ci_installs_the_docker_engine_and_debootstrap_before_the_test_command():
+    """The docker tests start dockerd and make their stand-in images with debootstrap."""
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    before = "\n".join(ci_lines[: ci_lines.index(_setup_commands()[1])])
+    assert "apt-get install -y -qq docker.io debootstrap" in before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -79,3 +80,35 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A Docker engine for the ``docker`` tests: the running one, or ``dockerd`` started (and
+    stopped after the session) here; skips, saying why, where none can run."""
+    from tests.docker_helpers import engine_or_skip
+
+    engine = engine_or_skip(tmp_path_factory.mktemp("dockerd"))
+    try:
+        yield
+    finally:
+        engine.stop()
+
+
+@pytest.fixture(scope="session")
+def service_image(docker_engine: None) -> str:
+    """The project's image, built from the Dockerfile on a stand-in ``python:3.11-slim``."""
+    from tests.docker_helpers import PYTHON, build_service_image
+
+    return build_service_image(PYTHON.ensure())
+
+
+@pytest.fixture(scope="session")
+def mounted_weights(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding ``repvit_sam.pt`` (the random-weight checkpoint) that the image's user
+    10001 can read, for a read-only ``/weights`` mount."""
+    folder = tmp_path_factory.mktemp("mounted-weights")
+    shutil.copyfile(checkpoint, folder / "repvit_sam.pt")
+    folder.chmod(0o755)
+    (folder / "repvit_sam.pt").chmod(0o644)
+    return folder

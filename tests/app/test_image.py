@@ -1,9 +1,10 @@
 """The container image and the compose deployment, checked without a Docker engine.
 
-No Docker engine runs on CI machines, so ``docker build`` itself is never run here. Instead:
-the Dockerfile is parsed and linted (hadolint), everything it copies must exist and survive
-.dockerignore, and (slow) its two install steps, ``deploy/install.sh torch`` and ``... project``,
-run in a clean virtual environment from a copy of exactly what the image copies.
+What needs no engine, for every machine: the Dockerfile is parsed and linted (hadolint),
+everything it copies must exist and survive .dockerignore, and (slow) its two install steps,
+``deploy/install.sh torch`` and ``... project``, run in a clean virtual environment from a copy
+of exactly what the image copies. A real engine builds and runs the image and the compose stack
+in test_docker.py and test_compose.py (``-m docker``).
 """
 
 from __future__ import annotations
@@ -114,6 +115,13 @@ def test_compose_runs_replicas_behind_nginx_sharing_a_bounded_redis():
     nginx = (ROOT / mount[0]).read_text()
     assert mount[1] == "/etc/nginx/conf.d/default.conf"
     assert "server sam:8000" in nginx and "proxy_pass http://repvit_sam;" in nginx
+
+
+def test_offline_builds_and_a_compose_start_without_502():
+    # A `# syntax=` line makes BuildKit fetch its frontend image from a registry.
+    assert not DOCKERFILE.read_text().startswith("# syntax")
+    nginx = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["nginx"]
+    assert nginx["depends_on"] == {"sam": {"condition": "service_healthy"}}
 
 
 def test_healthcheck_script_follows_healthz():
