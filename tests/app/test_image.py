@@ -124,6 +124,46 @@ def test_offline_builds_and_a_compose_start_without_502():
     assert nginx["depends_on"] == {"sam": {"condition": "service_healthy"}}
 
 
+def _torch_step_pip_arguments(tmp_path: Path, wheels: list[str], **env: str) -> list[str]:
+    """The arguments ``deploy/install.sh torch`` gives pip, from a copy of deploy/ with
+    ``wheels`` in its wheels folder and a ``python`` on PATH that records them."""
+    deploy = tmp_path / "deploy"
+    shutil.copytree(ROOT / "deploy", deploy, ignore=shutil.ignore_patterns("*.whl"))
+    for name in wheels:
+        (deploy / "wheels" / name).write_bytes(b"")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    recorder = bin_dir / "python"
+    recorder.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$RECORD"\n')
+    recorder.chmod(0o755)
+    record = tmp_path / "pip-arguments"
+    environment = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "RECORD": str(record), **env}
+    subprocess.run(["sh", str(deploy / "install.sh"), "torch"], env=environment, check=True)
+    return record.read_text().splitlines()
+
+
+def test_torch_step_prefers_wheels_put_in_deploy_wheels(tmp_path):
+    """Where PyTorch's index cannot be reached, CPU wheels put in deploy/wheels/ are what the
+    image's torch layer installs (deploy/wheels/README.md)."""
+    wheels = ["torch-2.14.1+cpu-cp311-cp311-linux_x86_64.whl"]
+    arguments = _torch_step_pip_arguments(
+        tmp_path, wheels, TORCH_INDEX_URL="", TORCH_VERSION="2.14.1+cpu",
+        TORCHVISION_VERSION="0.29.1+cpu",
+    )  # fmt: skip
+    assert arguments[:4] == ["-m", "pip", "install", "--no-cache-dir"]
+    assert "--index-url" not in arguments
+    assert arguments[arguments.index("--find-links") + 1].endswith("deploy/wheels")
+    assert arguments[-2:] == ["torch==2.14.1+cpu", "torchvision==0.29.1+cpu"]
+
+
+def test_torch_step_uses_pytorchs_cpu_index_by_default(tmp_path):
+    arguments = _torch_step_pip_arguments(tmp_path, [])
+    assert arguments[arguments.index("--index-url") + 1] == "https://download.pytorch.org/whl/cpu"
+    assert "--find-links" not in arguments
+    assert arguments[-2:] == ["-r", arguments[-1]]
+    assert arguments[-1].endswith("deploy/requirements-torch.txt")
+
+
 def test_healthcheck_script_follows_healthz():
     class Healthz(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
