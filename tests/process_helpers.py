@@ -24,6 +24,23 @@ import pytest
 TEST_VARIANT = "m0_9"
 TEST_IMAGE_SIZE = 256
 
+
+def save_sharp_test_checkpoint(path: Path) -> Path:
+    """Writes the small random test model at ``path`` with its mask logits sharpened (x20), so
+    that masks have edges and stability scores vary, and returns ``path``."""
+    import torch
+
+    from repvit_sam import build_repvit_sam
+
+    torch.manual_seed(0)
+    model = build_repvit_sam(variant=TEST_VARIANT, image_size=TEST_IMAGE_SIZE)
+    with torch.no_grad():
+        for mlp in model.mask_decoder.output_hypernetworks_mlps:
+            mlp.layers[-1].weight.mul_(20)
+    torch.save(model.state_dict(), path)
+    return path
+
+
 REDIS_SERVER = shutil.which("redis-server")
 needs_redis = pytest.mark.skipif(
     REDIS_SERVER is None,

@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import torch
 from fastapi import FastAPI
 from PIL import Image
 from pycocotools import mask as mask_utils
@@ -26,6 +25,7 @@ from tests.comparisons import (
     assert_8bit_maps_agree,
     assert_amg_records_agree,
 )
+from tests.process_helpers import save_sharp_test_checkpoint
 
 pytestmark = pytest.mark.anyio
 
@@ -40,14 +40,7 @@ EDGE_PARAMS = {"points_per_side": 3, "nms_thresh": 0.99}
 @pytest.fixture(scope="module")
 def sharp_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The conftest's small random model with sharper mask logits, so stability scores vary."""
-    torch.manual_seed(0)
-    model = build_repvit_sam(variant=TEST_VARIANT, image_size=TEST_IMAGE_SIZE)
-    with torch.no_grad():
-        for mlp in model.mask_decoder.output_hypernetworks_mlps:
-            mlp.layers[-1].weight.mul_(20)
-    path = tmp_path_factory.mktemp("sharp") / "sharp.pt"
-    torch.save(model.state_dict(), path)
-    return path
+    return save_sharp_test_checkpoint(tmp_path_factory.mktemp("sharp") / "sharp.pt")
 
 
 @pytest.fixture(scope="module")

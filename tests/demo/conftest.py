@@ -8,11 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
-from repvit_sam import build_repvit_sam
 from tests.demo.browser import API_KEY, CHROMIUM_ARGS, find_chromium, open_page
-from tests.process_helpers import TEST_IMAGE_SIZE, TEST_VARIANT, ServeProcess
+from tests.process_helpers import ServeProcess, save_sharp_test_checkpoint
 
 MAX_PIXELS = 300_000  # the samples fit (coffee is 600x400); a 700x500 upload does not
 
@@ -20,14 +18,7 @@ MAX_PIXELS = 300_000  # the samples fit (coffee is 600x400); a 700x500 upload do
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random m0_9 model at 256 input with sharpened mask logits, so masks have edges."""
-    torch.manual_seed(0)
-    model = build_repvit_sam(variant=TEST_VARIANT, image_size=TEST_IMAGE_SIZE)
-    with torch.no_grad():
-        for mlp in model.mask_decoder.output_hypernetworks_mlps:
-            mlp.layers[-1].weight.mul_(20)
-    path = tmp_path_factory.mktemp("demo") / "random_m0_9.pt"
-    torch.save(model.state_dict(), path)
-    return path
+    return save_sharp_test_checkpoint(tmp_path_factory.mktemp("demo") / "random_m0_9.pt")
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,8 @@
 Both pages must render from files the service serves itself (FastAPI's default pages load
 Swagger UI and ReDoc from a CDN, and are blank offline): every request a page makes is recorded
 and must go to the service on 127.0.0.1. Swagger UI's "Authorize" must send the API key.
-The Chromium is the web demo's (tests/demo/conftest.py ``browser``).
+The Chromium and the served model are the web demo's (tests/demo/conftest.py ``browser`` and
+``server``).
 """
 
 from __future__ import annotations
@@ -14,34 +15,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import torch
 
-from repvit_sam import build_repvit_sam
-from tests.process_helpers import TEST_IMAGE_SIZE, TEST_VARIANT, ServeProcess
+from tests.demo.browser import API_KEY
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="needs Playwright's Python package (pip install -e '.[dev]')"
 )
 
-API_KEY = "docs-key"
 UNKNOWN_ID = "0" * 32
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("docs")
-    torch.manual_seed(0)
-    checkpoint = folder / "random_m0_9.pt"
-    torch.save(
-        build_repvit_sam(variant=TEST_VARIANT, image_size=TEST_IMAGE_SIZE).state_dict(), checkpoint
-    )
-    serve = ServeProcess(checkpoint, folder / "serve.log", REPVIT_SAM_API_KEY=API_KEY)
-    serve.start("--host", "127.0.0.1")
-    try:
-        serve.wait_ready(timeout=90)
-        yield serve.base
-    finally:
-        serve.stop()
 
 
 class Recorded:
