@@ -98,7 +98,7 @@ async def run(args: argparse.Namespace, checkpoint: Path) -> None:
     p50_decoder = statistics.median(bare)
     rows = [
         ("requests", f"{args.requests} ({args.concurrency} concurrent)"),
-        ("status codes", ", ".join(f"{s}: {statuses.count(s)}" for s in sorted(set(statuses)))),
+        ("status codes", _status_counts(statuses)),
         ("requests/s", f"{args.requests / elapsed:.1f}"),
         ("/segment p50 (ms)", f"{1000 * percentile(latencies, 50):.1f}"),
         ("/segment p99 (ms)", f"{1000 * percentile(latencies, 99):.1f}"),
@@ -106,9 +106,7 @@ async def run(args: argparse.Namespace, checkpoint: Path) -> None:
         ("/segment p50 / decoder p50", f"{percentile(latencies, 50) / p50_decoder:.2f}"),
         ("serial /segment p50 / decoder p50", f"{args.serial_p50 / p50_decoder:.2f}"),
     ]
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    _print_rows(rows)
 
 
 def new_png(rng: np.random.Generator) -> bytes:
@@ -177,19 +175,14 @@ async def mixed(args: argparse.Namespace, checkpoint: Path) -> None:
             f"{counts['embeds']} /embed, "
             f"{counts['batch tasks']} {args.batch_route} in {elapsed:.1f} s",
         ),
-        (
-            "their status codes",
-            ", ".join(f"{s}: {statuses.count(s)}" for s in sorted(set(statuses))),
-        ),
+        ("their status codes", _status_counts(statuses)),
         ("quiet /segment p50 (ms)", f"{1000 * quiet_p50:.1f}"),
         ("loaded /segment p50 (ms)", f"{1000 * percentile(loaded, 50):.1f}"),
         ("loaded /segment p99 (ms)", f"{1000 * p99:.1f}"),
         ("loaded /segment max (ms)", f"{1000 * max(loaded):.1f}"),
         ("loaded p99 / quiet p50 (target <= 4)", f"{p99 / quiet_p50:.2f}"),
     ]
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    _print_rows(rows)
 
 
 async def serial_p50(args: argparse.Namespace, checkpoint: Path) -> float:
@@ -231,6 +224,16 @@ def main() -> None:
             return
         args.serial_p50 = asyncio.run(serial_p50(args, checkpoint))
         asyncio.run(run(args, checkpoint))
+
+
+def _status_counts(statuses: list[int]) -> str:
+    return ", ".join(f"{code}: {statuses.count(code)}" for code in sorted(set(statuses)))
+
+
+def _print_rows(rows: list[tuple[str, str]]) -> None:
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
 
 
 if __name__ == "__main__":
