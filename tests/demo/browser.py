@@ -84,6 +84,17 @@ def overlay_mask(page: Any) -> np.ndarray:
     return np.frombuffer(base64.b64decode(data), np.uint8).reshape(height, width).astype(bool)
 
 
+def download(page: Any, button: str, name: str) -> Path:
+    """Clicks the download ``button`` (a selector) and saves what the page offers as
+    ``ARTIFACTS/name``, kept for inspection after the run."""
+    with page.expect_download() as offered:
+        page.click(button)
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    offered.value.save_as(path)
+    return path
+
+
 def decode(rle: dict[str, Any]) -> np.ndarray:
     """HxW bool of a COCO RLE whose counts are a string."""
     return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)

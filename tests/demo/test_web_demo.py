@@ -23,6 +23,7 @@ from tests.demo.browser import (
     MIN_AGREEMENT,
     agreement,
     decode,
+    download,
     overlay_mask,
     screen_point,
     segment_after,
@@ -69,9 +70,7 @@ def test_click_box_everything_and_errors_in_chromium(page: Any) -> None:
     page.screenshot(path=ARTIFACTS / "demo_point.png")
 
     # The mask PNG download is the mask on screen.
-    with page.expect_download() as download:
-        page.click("#download-png")
-    with Image.open(download.value.path()) as saved:
+    with Image.open(download(page, "#download-png", "demo_mask.png")) as saved:
         assert saved.mode == "L", "the mask PNG must be single-channel"
         png = np.asarray(saved)
     assert set(np.unique(png)) <= {0, 255}
@@ -123,11 +122,7 @@ def test_click_box_everything_and_errors_in_chromium(page: Any) -> None:
     assert agreement(overlay_mask(page), union) >= MIN_AGREEMENT
     page.screenshot(path=ARTIFACTS / "demo_everything.png")
 
-    with page.expect_download() as download:
-        page.click("#download-coco")
-    coco_path = ARTIFACTS / "demo_coco.json"
-    download.value.save_as(coco_path)
-    coco = COCO(str(coco_path))
+    coco = COCO(str(download(page, "#download-coco", "demo_coco.json")))
     assert coco.imgs[1]["width"] == 600 and coco.imgs[1]["height"] == 400
     annotations = coco.loadAnns(coco.getAnnIds(imgIds=[1]))
     assert len(annotations) == len(records)

@@ -21,6 +21,7 @@ from tests.demo.browser import (
     MIN_AGREEMENT,
     agreement,
     click,
+    download,
     drag_box,
     open_sample,
     overlay_mask,
@@ -71,11 +72,7 @@ def test_two_objects_labelled_and_exported_as_coco(labeller: Any) -> None:
     page.screenshot(path=ARTIFACTS / "demo_objects.png")
 
     # COCO JSON: one annotation per object, its chosen candidate, its label as the category.
-    with page.expect_download() as download:
-        page.click("#download-coco")
-    path = ARTIFACTS / "demo_objects_coco.json"
-    download.value.save_as(path)
-    coco = COCO(str(path))
+    coco = COCO(str(download(page, "#download-coco", "demo_objects_coco.json")))
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["cup", "saucer"]
     annotations = coco.loadAnns(coco.getAnnIds(imgIds=[1]))
     assert len(annotations) == 2
@@ -87,9 +84,7 @@ def test_two_objects_labelled_and_exported_as_coco(labeller: Any) -> None:
         assert annotation["bbox"] == [xs.min(), ys.min(), np.ptp(xs) + 1, np.ptp(ys) + 1]
 
     # The label image: single channel, value k where object k is (the later one on top).
-    with page.expect_download() as download:
-        page.click("#download-labels")
-    with Image.open(download.value.path()) as saved:
+    with Image.open(download(page, "#download-labels", "demo_objects_labels.png")) as saved:
         assert saved.mode == "L" and saved.size == (600, 400)
         labels = np.asarray(saved)
     np.testing.assert_array_equal(labels == 2, saucer)
