@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -214,6 +215,16 @@ class ServeProcess:
             self.process = subprocess.Popen(
                 command, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd
             )
+
+    @contextlib.contextmanager
+    def ready(self, *options: str, timeout: float = 90) -> Iterator[ServeProcess]:
+        """Within the block, the service started (``start(*options)``) and ready; stopped after."""
+        self.start(*options)
+        try:
+            self.wait_ready(timeout)
+            yield self
+        finally:
+            self.stop()
 
     def wait_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout

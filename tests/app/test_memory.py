@@ -49,9 +49,7 @@ def server(checkpoint, tmp_path_factory) -> Iterator[ServeProcess]:
         tmp_path_factory.mktemp("memory") / "serve.log",
         REPVIT_SAM_MAX_PIXELS=str(PIXELS),
     )
-    process.start()
-    try:
-        process.wait_ready()
+    with process.ready():
         # Every code path once (imports, allocator pools), on a small image.
         small = httpx.post(
             f"{process.base}/embed",
@@ -65,8 +63,6 @@ def server(checkpoint, tmp_path_factory) -> Iterator[ServeProcess]:
         }
         assert httpx.post(f"{process.base}/segment", json=body, timeout=60).status_code == 200
         yield process
-    finally:
-        process.stop()
 
 
 def test_an_upload_takes_at_most_about_9_bytes_per_pixel(server):

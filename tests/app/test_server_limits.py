@@ -29,12 +29,8 @@ def server(checkpoint, tmp_path_factory) -> Iterator[ServeProcess]:
         REPVIT_SAM_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
         REPVIT_SAM_WARMUP="false",
     )
-    process.start()
-    try:
-        process.wait_ready()
+    with process.ready():
         yield process
-    finally:
-        process.stop()
 
 
 def _exchange(port: int, data: bytes) -> bytes:

@@ -29,12 +29,8 @@ def server(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         REPVIT_SAM_API_KEY=API_KEY,
         REPVIT_SAM_MAX_PIXELS=str(MAX_PIXELS),
     )
-    serve.start("--host", "127.0.0.1")
-    try:
-        serve.wait_ready(timeout=90)
+    with serve.ready("--host", "127.0.0.1"):
         yield serve.base
-    finally:
-        serve.stop()
 
 
 # Per module: Playwright's sync API runs an event loop in the test thread while it is open,
