@@ -41,7 +41,9 @@ class ImageDecoder:
         except BaseException:
             self._release()
             raise
-        # The slot is freed when the decode ends, not when its caller stops waiting for it.
+        # The slot is freed when the decode ends, not when its caller stops waiting for it. A
+        # caller that left never reads the decode's error: reading it here keeps asyncio from
+        # logging it as never retrieved.
         work.add_done_callback(lambda done: done.cancelled() or done.exception() or None)
         work.add_done_callback(lambda _: self._release())
         return await asyncio.shield(work)
