@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.docker_helpers import skip_unless_room_for_the_build
 from tests.process_helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -244,3 +245,10 @@ def test_the_image_install_steps_work_in_a_clean_virtual_environment(tmp_path):
         assert refused.returncode == 2 and "checkpoint not found" in refused.stderr
     finally:
         shutil.rmtree(venv, ignore_errors=True)  # several GB: never left behind
+
+
+def test_a_build_the_disk_cannot_hold_is_skipped_saying_how_much_is_free(tmp_path):
+    free = shutil.disk_usage(tmp_path).free
+    with pytest.raises(pytest.skip.Exception, match=r"GB free on .* needs about \d+ GB"):
+        skip_unless_room_for_the_build(tmp_path, needed=free + 2**40)
+    skip_unless_room_for_the_build(tmp_path, needed=1)
