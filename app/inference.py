@@ -104,7 +104,10 @@ class InferenceService:
         names = ("variant", "device", "fuse", "image_size", "backend", "precision")
         options = {name: getattr(settings, name) for name in names}
         predictor = load_predictor(
-            checkpoint, calibration_images=settings.calibration_images, **options
+            checkpoint,
+            calibration_images=settings.calibration_images,
+            encoder_parts=settings.encoder_parts,
+            **options,
         )
         encoder = predictor.encoder
         self.fingerprint = self.store.fingerprint = model_fingerprint(
@@ -225,7 +228,7 @@ class InferenceService:
     def _encode(self, pixels: np.ndarray) -> ImageEmbedding:
         predictor = self._require_predictor()
         started = time.perf_counter()
-        # Waiting clicks run between the encoder's parts (PyTorch encoders; see between_layers).
+        # Waiting clicks run between the encoder's parts (see between_layers and encoder_parts).
         with (
             torch.inference_mode(),
             between_layers(predictor.encoder, self.scheduler.let_interactive_in),

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
         max_step_points: /masks and /edges decode at most this many grid points per step on
             the model thread, where waiting clicks run in between; a larger
             ``points_per_batch`` is split (the same masks: batching changes no result).
+        encoder_parts: The ONNX backends' encoder (OpenVINO's, ONNX Runtime's; fp32, bf16) is
+            exported as this many graphs run in turn, and waiting clicks run between them, so
+            that a click waits for one part of an image encoding, not for all of it (1: one
+            graph, a little faster; the PyTorch backend runs layer by layer anyway).
         host: Address ``repvit-sam serve`` binds.
         port: Port ``repvit-sam serve`` binds.
         shutdown_timeout_seconds: On SIGTERM, how long ``repvit-sam serve`` lets requests in
@@ -163,6 +167,7 @@ class Settings(BaseSettings):
     max_edge_points_per_side: int = Field(default=32, gt=0)
     max_points_per_batch: int = Field(default=256, gt=0)
     max_step_points: int = Field(default=8, gt=0)
+    encoder_parts: int = Field(default=8, gt=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     shutdown_timeout_seconds: float = Field(default=30.0, gt=0)

@@ -63,7 +63,7 @@ def _mobile_sam():
     return sam_model_registry["vit_t"]().eval()
 
 
-def _encoder_row(kind: str, precision: str = "fp32"):
+def _encoder_row(kind: str, precision: str = "fp32", parts: int = 1):
     images = _images()
     if kind == "mobilesam":
         encoder = _mobile_sam().image_encoder
@@ -72,7 +72,7 @@ def _encoder_row(kind: str, precision: str = "fp32"):
     else:
         from repvit_sam.backends import make_encoder
 
-        encoder = make_encoder(_repvit(), kind, precision=precision)
+        encoder = make_encoder(_repvit(), kind, precision=precision, parts=parts)
 
     def run():
         with torch.inference_mode():
@@ -170,6 +170,8 @@ ENCODER_ROWS = {
     "encoder/repvit torch (fused, channels-last)": lambda: _encoder_row("torch"),
     "encoder/repvit onnxruntime": lambda: _encoder_row("onnxruntime"),
     "encoder/repvit openvino": lambda: _encoder_row("openvino"),
+    # The service's default (REPVIT_SAM_ENCODER_PARTS): clicks run between the parts.
+    "encoder/repvit openvino, 8 parts": lambda: _encoder_row("openvino", parts=8),
     "encoder/repvit openvino int8 (NNCF; not exact)": lambda: _encoder_row("openvino", "int8"),
     "encoder/repvit openvino bf16 (native; not exact)": lambda: _encoder_row("openvino", "bf16"),
     "encoder/mobilesam tinyvit": lambda: _encoder_row("mobilesam"),

@@ -38,14 +38,21 @@ def load_predictor(
     backend: str = "torch",
     precision: str = "fp32",
     calibration_images: CalibrationSource = None,
+    encoder_parts: int = 1,
 ) -> Predictor:
     """The model of a checkpoint with its encoder backend, behind a Predictor: the one
-    assembly of ``RepViTSAM`` and the HTTP service (arguments as ``RepViTSAM``'s)."""
+    assembly of ``RepViTSAM`` and the HTTP service (arguments as ``RepViTSAM``'s;
+    ``encoder_parts`` is ``make_encoder``'s ``parts``)."""
     model = build_repvit_sam(
         checkpoint, variant=variant, fuse=fuse, device=device, image_size=image_size
     )
     encoder = make_encoder(
-        model, backend, precision=precision, fuse=fuse, calibration_images=calibration_images
+        model,
+        backend,
+        precision=precision,
+        fuse=fuse,
+        calibration_images=calibration_images,
+        parts=encoder_parts,
     )
     return Predictor(model, encoder=encoder)
 

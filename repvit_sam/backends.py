@@ -31,19 +31,21 @@ native bf16 only. Both trade accuracy for speed: see ``repvit_sam.quantize``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
-import numpy as np
 import torch
 from segment_anything.modeling import Sam
 
 from .errors import InvalidInputError, PrecisionOverflowError
 from .modeling import RepViTImageEncoder, fuse_modules, use_portable_squeeze_excite
+from .onnx_encoders import (
+    OnnxFileEncoder,
+    OnnxRuntimeEncoder,
+    OpenVINOEncoder,
+    OpenVINOInt8Encoder,
+)
 from .quantize import CalibrationSource
 from .runtimes import (
     BACKENDS,
@@ -51,7 +53,6 @@ from .runtimes import (
     PRECISIONS,
     cpu_backend_order,
     cpu_flags,
-    distribution_version,
     is_available,
     missing_modules,
     native_bf16,
@@ -172,149 +173,6 @@ class TorchEncoder:
         return out.float().contiguous()
 
 
-def default_encoder_cache_dir() -> Path:
-    """``<repvit_sam cache dir>/encoders``: exported and compiled encoders."""
-    from .weights import default_cache_dir
-
-    return default_cache_dir() / "encoders"
-
-
-def encoder_digest(model: Sam) -> str:
-    """Names an exported encoder: its weights, input size and the exporting software."""
-    from . import __version__
-
-    digest = hashlib.blake2b(digest_size=16)
-    versions = [__version__, torch.__version__, distribution_version("onnx")]
-    digest.update(repr((versions, model.image_encoder.img_size)).encode())
-    for name, tensor in model.image_encoder.state_dict().items():
-        array = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{name}{tuple(array.shape)}{array.dtype}".encode())
-        digest.update(array.reshape(-1).view(torch.uint8).numpy().data)
-    return digest.hexdigest()
-
-
-class _OnnxFileEncoder:
-    """The fused encoder as an ONNX file, exported once per model into the cache folder.
-
-    Where the cache folder cannot be written, the file goes to a temporary folder that lives as
-    long as this object (and the export is repeated on the next start).
-    """
-
-    def __init__(self, model: Sam, cache_dir: str | os.PathLike[str] | None = None) -> None:
-        self._export(model, cache_dir)
-
-    def _export(self, model: Sam, cache_dir: str | os.PathLike[str] | None) -> None:
-        folder = Path(cache_dir) if cache_dir is not None else default_encoder_cache_dir()
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            self.path = self._cached_export(model, folder)
-        except OSError as err:
-            logger.warning("cannot cache the exported encoder in %s (%s); exporting", folder, err)
-            self._folder = tempfile.TemporaryDirectory(prefix="repvit_sam_onnx_")
-            folder = Path(self._folder.name)
-            self.path = self._cached_export(model, folder)
-        self.cache_dir = folder
-        self.device = next(model.parameters()).device
-
-    @staticmethod
-    def _cached_export(model: Sam, folder: Path) -> Path:
-        from .onnx_export import export_encoder
-
-        path = folder / f"encoder-{encoder_digest(model)}.onnx"
-        if path.is_file():
-            logger.info("using the exported encoder %s", path)
-            return path
-        # Exported beside its name and renamed: a file under that name is always whole, and
-        # two processes exporting at once both end with a valid file.
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".encoder-", suffix=".onnx")
-        os.close(handle)
-        try:
-            export_encoder(model, temporary)
-            os.replace(temporary, path)
-        finally:
-            Path(temporary).unlink(missing_ok=True)
-        return path
-
-
-class OnnxRuntimeEncoder(_OnnxFileEncoder):
-    """The encoder through ONNX Runtime's CPU execution provider."""
-
-    name = "onnxruntime"
-
-    def __init__(
-        self,
-        model: Sam,
-        threads: int | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-    ) -> None:
-        import onnxruntime
-
-        super().__init__(model, cache_dir)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(
-            str(self.path), options, providers=["CPUExecutionProvider"]
-        )
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {"images": _as_numpy(images)})[0]
-        return torch.from_numpy(out).to(self.device)
-
-
-class OpenVINOEncoder(_OnnxFileEncoder):
-    """The encoder compiled by OpenVINO for the CPU, in f32 (never its bf16 default on AMX),
-    or in bf16 when asked (``precision="bf16"``, on CPUs with native bf16 only)."""
-
-    name = "openvino"
-
-    def __init__(
-        self,
-        model: Sam,
-        threads: int | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        precision: str = "fp32",
-    ) -> None:
-        super().__init__(model, cache_dir)
-        if precision != "fp32":
-            self.name = f"openvino-{precision}"
-        self._compile(threads, {"fp32": "f32", "bf16": "bf16"}[precision], self.path)
-
-    def _compile(self, threads: int | None, inference_precision: str, path: Path) -> None:
-        import openvino
-
-        config = {
-            "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
-            "INFERENCE_PRECISION_HINT": inference_precision,
-            # Compiled blobs, keyed by OpenVINO on the model, device and this config.
-            "CACHE_DIR": str(self.cache_dir / "openvino"),
-        }
-        self.compiled = openvino.Core().compile_model(str(path), "CPU", config)
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        out = self.compiled(_as_numpy(images))[0]
-        return torch.from_numpy(np.array(out)).to(self.device)
-
-
-class OpenVINOInt8Encoder(OpenVINOEncoder):
-    """The encoder quantised to int8 by NNCF (``repvit_sam.quantize``), compiled by OpenVINO
-    for the CPU; quantised once per model and calibration set, kept beside the fp32 export."""
-
-    def __init__(
-        self,
-        model: Sam,
-        calibration: CalibrationSource = None,
-        threads: int | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-    ) -> None:
-        from .quantize import int8_model
-
-        _OnnxFileEncoder.__init__(self, model, cache_dir)
-        self.int8_path, self.calibration = int8_model(model, self.path, calibration)
-        self.name = f"openvino-int8-{self.calibration}"
-        self._compile(threads, "f32", self.int8_path)
-
-
 def check_finite(embedding: torch.Tensor, precision: str) -> None:
     """Raises ``PrecisionOverflowError`` where a reduced-precision encoder overflowed.
 
@@ -330,17 +188,29 @@ def check_finite(embedding: torch.Tensor, precision: str) -> None:
 
 @contextlib.contextmanager
 def between_layers(encoder: Encoder, callback: Callable[[], None]) -> Iterator[bool]:
-    """Within the block, ``encoder`` calls ``callback()`` before each part of each layer
-    (a block's token mixer and channel mixer, the stem's and the neck's convolutions).
+    """Within the block, ``encoder`` calls ``callback()`` before each part of its work: with
+    the PyTorch encoders (``TorchEncoder``, or the model's own ``RepViTImageEncoder``) before
+    each part of each layer (a block's token mixer and channel mixer, the stem's and the neck's
+    convolutions); with the ONNX backends exported in parts (``make_encoder(..., parts=N)``)
+    before each of their N graphs.
 
     A server runs short jobs there (a click's decoder call) so that they wait for one part of
-    an image encoding (milliseconds), not for all of it. Only the PyTorch encoders
-    (``TorchEncoder``, or the model's own ``RepViTImageEncoder``) run part by part; the compiled
-    graphs of ONNX Runtime and OpenVINO run in one piece, and there the callback is never called.
+    an image encoding, not for all of it. An ONNX backend in one part (the default) runs in one
+    piece, and there the callback is never called.
 
     Yields:
         Whether ``callback`` will be called.
     """
+    if isinstance(encoder, OnnxFileEncoder):
+        if len(encoder.runs) == 1:
+            yield False
+            return
+        encoder.before_part = callback
+        try:
+            yield True
+        finally:
+            encoder.before_part = None
+        return
     module = encoder.encoder if isinstance(encoder, TorchEncoder) else encoder
     layers = [*module.features, module.neck] if isinstance(module, RepViTImageEncoder) else []
     parts = [part for layer in layers for part in layer.children()]
@@ -352,10 +222,6 @@ def between_layers(encoder: Encoder, callback: Callable[[], None]) -> Iterator[b
             handle.remove()
 
 
-def _as_numpy(images: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
-
-
 def make_encoder(
     model: Sam,
     backend: str = "auto",
@@ -365,6 +231,7 @@ def make_encoder(
     fuse: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
     calibration_images: CalibrationSource = None,
+    parts: int = 1,
 ) -> Encoder:
     """An encoder callable for ``Predictor(model, encoder=...)``.
 
@@ -382,6 +249,10 @@ def make_encoder(
             ``default_encoder_cache_dir()`` by default.
         calibration_images: With ``precision="int8"``, the images that calibrate the
             quantisation: a folder, or images; scikit-image's sample photos by default.
+        parts: With the ONNX backends in fp32 or bf16, the encoder is exported as this many
+            graphs run in turn, so that ``between_layers`` can run other work between them
+            (a server's clicks); one graph (the default) is a little faster. The PyTorch
+            backend always runs layer by layer, and int8 in one piece.
     """
     device = next(model.parameters()).device
     name = resolve_backend(backend, device, precision)
@@ -391,9 +262,9 @@ def make_encoder(
     if precision == "int8":
         encoder: Encoder = OpenVINOInt8Encoder(model, calibration_images, threads, cache_dir)
     elif name == "onnxruntime":
-        encoder = OnnxRuntimeEncoder(model, threads, cache_dir)
+        encoder = OnnxRuntimeEncoder(model, threads, cache_dir, parts)
     elif name == "openvino":
-        encoder = OpenVINOEncoder(model, threads, cache_dir, precision)
+        encoder = OpenVINOEncoder(model, threads, cache_dir, precision, parts)
     else:
         encoder = TorchEncoder(model, precision, fuse=fuse)
     logger.info("image encoder backend: %s (asked %s) on %s, %s", name, backend, device, precision)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.onnx import SamOnnxModel
 from torch import nn
 
-from .modeling import fuse_modules, use_portable_squeeze_excite
+from .modeling import encoder_parts, fuse_modules, use_portable_squeeze_excite
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +175,37 @@ def export_encoder(
         names = [input_name]
     _export(module, (example,), path, names, ["image_embeddings"], axes, opset)
     return path
+
+
+def export_encoder_parts(
+    model: Sam, paths: Sequence[str | os.PathLike[str]], *, opset: int = DEFAULT_OPSET
+) -> list[Path]:
+    """Writes the (fused) image encoder as ``len(paths)`` ONNX graphs that, run in turn, are
+    ``export_encoder``'s: a runtime that runs a graph in one piece can then do other work
+    between them (``repvit_sam.backends.between_layers``).
+
+    The first graph's input is ``images`` (1x3xSxS, normalised and padded), each graph's
+    output ``features`` is the next one's input, and the last one's output is
+    ``image_embeddings``. The cuts are ``modeling.encoder_parts``'.
+
+    Returns:
+        The written paths.
+    """
+    cpu_model = _fused_copy_on_cpu(model)
+    size = cpu_model.image_encoder.img_size
+    features = torch.randn(1, 3, size, size)
+    modules = encoder_parts(cpu_model.image_encoder, len(paths))
+    written = []
+    for index, (module, path) in enumerate(zip(modules, paths, strict=True)):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        input_name = "images" if index == 0 else "features"
+        output_name = "image_embeddings" if index == len(modules) - 1 else "features"
+        _export(module.eval(), (features,), path, [input_name], [output_name], None, opset)
+        with torch.no_grad():
+            features = module(features)
+        written.append(path)
+    return written
 
 
 def export_decoder(

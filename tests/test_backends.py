@@ -362,3 +362,53 @@ def test_between_layers_calls_back_before_every_part_of_a_torch_encoder(model, i
     assert torch.equal(encoder(images), expected) and seen == []  # the hooks are gone
     with between_layers(lambda batch: batch, lambda: seen.append(0)) as yields:
         assert not yields  # a compiled graph runs in one piece
+
+
+@pytest.mark.parametrize("backend", [b for b in ("onnxruntime", "openvino") if is_available(b)])
+def test_an_encoder_exported_in_parts_is_the_same_function_with_calls_between_them(
+    model, images, backend, tmp_path
+):
+    """The service exports its ONNX encoder in parts (REPVIT_SAM_ENCODER_PARTS) and runs
+    waiting clicks between them."""
+    whole = make_encoder(copy.deepcopy(model), backend, cache_dir=tmp_path)
+    staged = make_encoder(copy.deepcopy(model), backend, cache_dir=tmp_path, parts=4)
+    assert [p.name.rsplit("-", 1)[1] for p in staged.paths] == [
+        f"part{index}of4.onnx" for index in range(1, 5)
+    ]
+    with pytest.raises(ValueError, match="4 parts"):
+        _ = staged.path
+    order: list[str] = []
+    runs = staged.runs
+    staged.runs = [
+        lambda x, run=run, i=i: order.append(f"part {i}") or run(x) for i, run in enumerate(runs)
+    ]
+    with between_layers(staged, lambda: order.append("callback")) as yields:
+        actual = staged(images)
+    assert yields and order == [step for i in range(4) for step in ("callback", f"part {i}")]
+    order.clear()
+    staged(images)
+    assert order == [f"part {i}" for i in range(4)]  # no callback outside the block
+    torch.testing.assert_close(actual, whole(images), rtol=1e-5, atol=1e-5)
+    with between_layers(whole, lambda: order.append("never")) as yields:
+        whole(images)
+    assert not yields and "never" not in order
+    layers = len(model.image_encoder.features)
+    for parts in (0, layers + 1):
+        with pytest.raises(InvalidInputError, match=f"parts must be between 1 and {layers}"):
+            make_encoder(copy.deepcopy(model), backend, cache_dir=tmp_path, parts=parts)
+
+
+def test_encoder_parts_compose_to_the_encoder(model, images):
+    from repvit_sam.modeling import encoder_parts
+
+    encoder = model.image_encoder
+    with torch.inference_mode():
+        expected = encoder(images)
+        for parts in (1, 3, len(encoder.features)):
+            features = images
+            modules = encoder_parts(encoder, parts)
+            for module in modules:
+                features = module(features)
+            assert len(modules) == parts and torch.equal(features, expected)
+    with pytest.raises(ValueError, match="parts must be between"):
+        encoder_parts(encoder, 0)

@@ -2,7 +2,7 @@
 
 from .conv_bn import Conv2dBN
 from .fuse import fuse_modules, is_fused
-from .image_encoder import RepViTImageEncoder, block_specs
+from .image_encoder import RepViTImageEncoder, block_specs, encoder_parts
 from .repvit_block import (
     RepVGGDW,
     RepViTBlock,
@@ -25,6 +25,7 @@ __all__ = [
     "Residual",
     "SqueezeExcite",
     "block_specs",
+    "encoder_parts",
     "fuse_modules",
     "get_variant",
     "is_fused",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -91,3 +92,22 @@ class RepViTImageEncoder(nn.Module):
         for layer in self.features:
             x = layer(x)
         return self.neck(x)
+
+
+def encoder_parts(encoder: RepViTImageEncoder, parts: int) -> list[nn.Sequential]:
+    """``encoder`` as ``parts`` consecutive modules that, applied in turn, are its function:
+    ``features`` cut into runs of about as many layers, the neck after the last run.
+
+    The first maps Bx3xNxN images to features, the last features to the Bx``out_chans``xSxS
+    embedding; the modules share the encoder's parameters.
+
+    Raises:
+        ValueError: ``parts`` below 1 or above the number of layers.
+    """
+    layers = list(encoder.features)
+    if not 1 <= parts <= len(layers):
+        raise ValueError(f"parts must be between 1 and {len(layers)} (the layers), got {parts}")
+    bounds = [round(index * len(layers) / parts) for index in range(parts + 1)]
+    runs = [nn.Sequential(*layers[start:end]) for start, end in itertools.pairwise(bounds)]
+    runs[-1].append(encoder.neck)
+    return runs

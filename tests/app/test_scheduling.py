@@ -7,10 +7,13 @@ import json
 import threading
 import time
 
+import httpx
 import pytest
-from service_helpers import encode, make_image
+from service_helpers import encode, make_image, make_settings
 
 from repvit_sam import CancelledError, DeadlineExceededError, Predictor
+from repvit_sam.runtimes import is_available
+from repvit_sam_server import create_app
 from repvit_sam_server.errors import BusyError
 from repvit_sam_server.scheduler import ModelScheduler, Priority
 
@@ -248,6 +251,50 @@ async def test_a_click_runs_between_the_layers_of_an_image_encoding(app, client,
     assert (click.status_code, embedded.status_code) == (200, 200)
     assert embedded.json()["cached"] is False
     assert decoded_at_neck == [before + 1]  # the click was decoded before the encoder's last layer
+
+
+@pytest.mark.skipif(not is_available("openvino"), reason="needs the openvino extra")
+async def test_a_click_runs_between_the_parts_of_a_compiled_encoder(checkpoint):
+    """With OpenVINO (auto's pick on the CPU) the encoder is compiled in ENCODER_PARTS graphs,
+    and a click sent during an encoding waits for one of them, not for all."""
+    application = create_app(make_settings(checkpoint, backend="openvino", encoder_parts=4))
+    async with application.router.lifespan_context(application):
+        await application.state.load_task
+        service = application.state.service
+        encoder = service.predictor.encoder
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            first = await client.post("/embed", files={"image": ("a.png", encode(make_image()))})
+            embedding_id = first.json()["embedding_id"]
+            decoded_before_part: list[int] = []
+            encoding = threading.Event()
+
+            def watched(run, index):
+                def part(features):
+                    decoded_before_part.append(service.metrics.model_calls("decoder"))
+                    if index == 0:  # holds the first graph until the click is queued
+                        encoding.set()
+                        deadline = time.monotonic() + 5
+                        while service.queue_depth < 2 and time.monotonic() < deadline:
+                            time.sleep(0.005)
+                    return run(features)
+
+                return part
+
+            encoder.runs = [watched(run, index) for index, run in enumerate(encoder.runs)]
+            before = service.metrics.model_calls("decoder")
+            files = {"image": ("new.png", encode(make_image(seed=4242)))}
+            embed = asyncio.ensure_future(client.post("/embed", files=files))
+            while not encoding.is_set():
+                await asyncio.sleep(0.005)
+            click = await client.post(
+                "/segment", json={"embedding_id": embedding_id, "points": [[9, 9]]}
+            )
+            embedded = await embed
+    assert (click.status_code, embedded.status_code) == (200, 200)
+    assert embedded.json()["cached"] is False
+    # The click, sent during the encoder's first graph, was decoded before its second.
+    assert decoded_before_part == [before, before + 1, before + 1, before + 1]
 
 
 async def test_masks_and_edges_decode_at_most_max_step_points_per_step(
