@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     max_points_per_side: int = Field(default=64, gt=0)
     max_edge_points_per_side: int = Field(default=32, gt=0)
     max_points_per_batch: int = Field(default=256, gt=0)
-    max_step_points: int = Field(default=8, gt=0)
+    max_step_points: int = Field(default=4, gt=0)
     encoder_parts: int = Field(default=8, gt=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
