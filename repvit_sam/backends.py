@@ -202,12 +202,10 @@ def between_layers(encoder: Encoder, callback: Callable[[], None]) -> Iterator[b
         Whether ``callback`` will be called.
     """
     if isinstance(encoder, OnnxFileEncoder):
-        if len(encoder.runs) == 1:
-            yield False
-            return
-        encoder.before_part = callback
+        in_parts = len(encoder.runs) > 1
+        encoder.before_part = callback if in_parts else None
         try:
-            yield True
+            yield in_parts
         finally:
             encoder.before_part = None
         return

@@ -16,6 +16,7 @@ import torch
 from segment_anything.modeling import Sam
 
 from .errors import InvalidInputError
+from .modeling import encoder_parts
 from .quantize import CalibrationSource
 from .runtimes import distribution_version
 
@@ -55,11 +56,10 @@ class OnnxFileEncoder:
     def __init__(
         self, model: Sam, cache_dir: str | os.PathLike[str] | None = None, parts: int = 1
     ) -> None:
-        if not 1 <= parts <= len(model.image_encoder.features):
-            raise InvalidInputError(
-                f"parts must be between 1 and {len(model.image_encoder.features)} (the "
-                f"encoder's layers), got {parts}"
-            )
+        try:
+            encoder_parts(model.image_encoder, parts)  # its bound on parts, before any export
+        except ValueError as err:
+            raise InvalidInputError(str(err)) from None
         self.before_part: Callable[[], None] | None = None
         folder = Path(cache_dir) if cache_dir is not None else default_encoder_cache_dir()
         try:
@@ -139,12 +139,12 @@ class OnnxRuntimeEncoder(OnnxFileEncoder):
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
-        sessions = [
-            onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.runs = [
+            _session_run(
+                onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            )
             for path in self.paths
         ]
-        self.sessions = sessions
-        self.runs = [_session_run(session) for session in sessions]
 
 
 def _session_run(session) -> Callable[[np.ndarray], np.ndarray]:
