@@ -220,8 +220,10 @@ def check_serve_settings() -> Any:
     """
     from pydantic import ValidationError
 
+    from repvit_sam.assembly import resolve_variant
     from repvit_sam.backends import check_precision, resolve_backend
     from repvit_sam.build import build_repvit_sam, resolve_device
+    from repvit_sam.modeling import check_parts, layer_count
     from repvit_sam.weights import download_weights
 
     from .settings import Settings
@@ -246,6 +248,10 @@ def check_serve_settings() -> Any:
         check_precision(settings.precision, backend, device)
     except InvalidInputError as err:
         raise InvalidInputError(f"REPVIT_SAM_PRECISION: {err}") from None
+    try:
+        check_parts(settings.encoder_parts, layer_count(resolve_variant(settings.variant)))
+    except ValueError as err:
+        raise InvalidInputError(f"REPVIT_SAM_ENCODER_PARTS: {err}") from None
     folder = settings.calibration_images
     if folder is not None and (settings.precision != "int8" or not folder.is_dir()):
         raise InvalidInputError(

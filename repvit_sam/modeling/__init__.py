@@ -2,7 +2,13 @@
 
 from .conv_bn import Conv2dBN
 from .fuse import fuse_modules, is_fused
-from .image_encoder import RepViTImageEncoder, block_specs, encoder_parts
+from .image_encoder import (
+    RepViTImageEncoder,
+    block_specs,
+    check_parts,
+    encoder_parts,
+    layer_count,
+)
 from .repvit_block import (
     RepVGGDW,
     RepViTBlock,
@@ -25,9 +31,11 @@ __all__ = [
     "Residual",
     "SqueezeExcite",
     "block_specs",
+    "check_parts",
     "encoder_parts",
     "fuse_modules",
     "get_variant",
     "is_fused",
+    "layer_count",
     "use_portable_squeeze_excite",
 ]

@@ -105,9 +105,19 @@ def encoder_parts(encoder: RepViTImageEncoder, parts: int) -> list[nn.Sequential
         ValueError: ``parts`` below 1 or above the number of layers.
     """
     layers = list(encoder.features)
-    if not 1 <= parts <= len(layers):
-        raise ValueError(f"parts must be between 1 and {len(layers)} (the layers), got {parts}")
+    check_parts(parts, len(layers))
     bounds = [round(index * len(layers) / parts) for index in range(parts + 1)]
     runs = [nn.Sequential(*layers[start:end]) for start, end in itertools.pairwise(bounds)]
     runs[-1].append(encoder.neck)
     return runs
+
+
+def layer_count(config: RepViTConfig) -> int:
+    """``len(RepViTImageEncoder(config).features)``: the stem and the blocks."""
+    return 1 + len(block_specs(config))
+
+
+def check_parts(parts: int, layers: int) -> None:
+    """Raises ``ValueError`` unless an encoder of ``layers`` layers can be cut in ``parts``."""
+    if not 1 <= parts <= layers:
+        raise ValueError(f"parts must be between 1 and {layers} (the layers), got {parts}")

@@ -53,6 +53,10 @@ BAD_SETTINGS = {
         {"REPVIT_SAM_PRECISION": "fp16"},
         "REPVIT_SAM_PRECISION: precision 'fp16' needs a CUDA device",
     ),
+    "encoder_parts": (
+        {"REPVIT_SAM_ENCODER_PARTS": "28"},
+        "REPVIT_SAM_ENCODER_PARTS: parts must be between 1 and 27 (the layers), got 28",
+    ),
     "calibration": (
         {"REPVIT_SAM_CALIBRATION_IMAGES": "."},
         "REPVIT_SAM_CALIBRATION_IMAGES only applies to REPVIT_SAM_PRECISION=int8",
